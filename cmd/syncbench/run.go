@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Config is one syncbench run.
+type Config struct {
+	URL           string
+	Tenant        string
+	Tokens        TokenSource
+	Users         int
+	BoardsPerUser int
+	TodosPerBoard int
+	Batch         int
+	Clients       int
+	Mix           Mix
+	Changes       int // second-round events per user; < 0: half the first round
+	PullLimit     int
+	CeilingDSN    string
+	RunID         string
+	Seed          uint64
+	Now           time.Time // the workload's timestamps start here; zero: now
+}
+
+// Report is what a run measured and verified.
+type Report struct {
+	RunID    string         `json:"runId"`
+	Users    int            `json:"users"`
+	Events   int            `json:"events"`
+	Creates  PushStats      `json:"createRound"`
+	Changes  PushStats      `json:"changeRound"`
+	Push     PushStats      `json:"push"`
+	Pull     PullStats      `json:"pull"`
+	Verified bool           `json:"verified"`
+	Verify   *Verification  `json:"verification"`
+	Ceiling  *CeilingReport `json:"ceiling,omitempty"`
+	Ratio    *Ratio         `json:"ratio,omitempty"`
+}
+
+// Ratio is syncplane's throughput as a fraction of the ceiling's.
+type Ratio struct {
+	PushVsInsert float64 `json:"pushVsInsert"`
+	PushVsCopy   float64 `json:"pushVsCopy"`
+	PullVsDB     float64 `json:"pullVsDB"`
+}
+
+func (c *Config) plan() *Plan {
+	changes := c.Changes
+	if changes < 0 {
+		changes = c.BoardsPerUser * (1 + c.TodosPerBoard) / 2
+	}
+	return NewPlan(PlanConfig{
+		RunID: c.RunID, Users: c.Users, BoardsPerUser: c.BoardsPerUser, TodosPerBoard: c.TodosPerBoard,
+		Changes: changes, Mix: c.Mix, Seed: c.Seed, Now: c.Now,
+	})
+}
+
+func (c *Config) check() error {
+	switch {
+	case c.Users < 1:
+		return errors.New("--users must be at least 1")
+	case c.BoardsPerUser < 0 || c.TodosPerBoard < 0:
+		return errors.New("--boards-per-user and --todos-per-board must not be negative")
+	case c.Batch < 1 || c.Clients < 1 || c.PullLimit < 1:
+		return errors.New("--batch, --clients and the pull limit must be at least 1")
+	}
+	return nil
+}
+
+// Run pushes the workload to the server, pulls it back, verifies it and,
+// with a ceiling DSN, measures the database's own limit for the same rows.
+// An error means the run could not complete; a failed verification is in
+// the report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if cfg.URL == "" || cfg.Tokens == nil {
+		return nil, errors.New("--url and a token source (--secret or --token-cmd) are required")
+	}
+	p := cfg.plan()
+	rep := &Report{RunID: cfg.RunID, Users: len(p.Users), Events: p.Events(-1), Verify: &Verification{}}
+	tokens, err := tokensFor(ctx, cfg.Tokens, p.Users, cfg.Clients)
+	if err != nil {
+		return nil, err
+	}
+	c := newClient(cfg.URL, cfg.Tenant, cfg.Clients)
+	acks := map[string]Acks{}
+	for _, u := range p.Users {
+		acks[u.ID] = Acks{}
+	}
+	all := &latencies{}
+	start := time.Now()
+	for round := range 2 {
+		l := &latencies{}
+		rs := time.Now()
+		err := forEachClient(cfg.Clients, p.Users, func(u *UserPlan) error {
+			for _, b := range batches(u.Rounds[round], cfg.Batch) {
+				bs := time.Now()
+				if err := c.push(ctx, tokens[u.ID], b, acks[u.ID], rep.Verify); err != nil {
+					return fmt.Errorf("user %s: %w", u.ID, err)
+				}
+				d := time.Since(bs)
+				l.add(d)
+				all.add(d)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		st := pushStats(p.Events(round), time.Since(rs), l, 0)
+		if round == 0 {
+			rep.Creates = st
+		} else {
+			rep.Changes = st
+		}
+	}
+	rep.Push = pushStats(p.Events(-1), time.Since(start), all, c.retries)
+
+	pages := &latencies{}
+	var mu sync.Mutex
+	entries := 0
+	start = time.Now()
+	err = forEachClient(cfg.Clients, p.Users, func(u *UserPlan) error {
+		got, err := c.pullAll(ctx, tokens[u.ID], cfg.PullLimit, pages)
+		if err != nil {
+			return fmt.Errorf("user %s: %w", u.ID, err)
+		}
+		mu.Lock()
+		entries += len(got)
+		mu.Unlock()
+		VerifyUser(rep.Verify, u, acks[u.ID], got)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Pull = pullStats(entries, time.Since(start), pages)
+
+	if cfg.CeilingDSN != "" {
+		cr, err := RunCeiling(ctx, cfg.CeilingDSN, p, cfg.Batch, cfg.Clients, cfg.PullLimit)
+		if err != nil {
+			return nil, fmt.Errorf("ceiling: %w", err)
+		}
+		rep.Ceiling = cr
+		rep.Ratio = &Ratio{
+			PushVsInsert: ratio(rep.Push.EventsPerSec, cr.Insert.Push.EventsPerSec),
+			PushVsCopy:   ratio(rep.Push.EventsPerSec, cr.Copy.Push.EventsPerSec),
+			PullVsDB:     ratio(rep.Pull.EntriesPerSec, max(cr.Insert.Pull.EntriesPerSec, cr.Copy.Pull.EntriesPerSec)),
+		}
+	}
+	rep.Verified = rep.Verify.OK() && (rep.Ceiling == nil || rep.Ceiling.Verified)
+	return rep, nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

@@ -1,0 +1,342 @@
+// Command syncplane is the syncplane server and its tools.
+//
+//	syncplane serve    [--addr :8080] [--admin-addr ADDR] [--tenants DIR] [--data ./data] [--config FILE]
+//	syncplane migrate  [--tenants DIR] [--data ./data] [--config FILE]
+//	syncplane token    --tenant ID --sub SUBJECT [--tenants DIR] [--data ./data] [--ttl 24h]
+//	syncplane policy   check [--tenants DIR]
+//	syncplane policy   explain --tenant T --sub S --scope K --model M --act A [--role R] [--tenants DIR]
+//	syncplane plugin   hash FILE
+//	syncplane plugin   verify --tenant T [--tenants DIR]
+//
+// The database is PostgreSQL when SYNCPLANE_DATABASE_URL (or databaseURL in
+// the config file) is a postgres:// URL, and the embedded SQLite store under
+// the data directory otherwise. Without a tenants directory the built-in demo
+// tenant "demo" is served.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/syncplane/syncplane/core/auth"
+	"github.com/syncplane/syncplane/core/httpapi"
+	"github.com/syncplane/syncplane/core/live"
+	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/tenant"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "syncplane:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: syncplane <command> [flags]
+
+commands:
+  serve     run the sync server
+  migrate   apply platform and tenant table migrations, then exit
+  token     print a development token signed with a tenant's HS256 key
+  policy    check tenants' policy files, or explain a decision
+  plugin    hash a validator plugin executable, or verify a tenant's plugin
+
+Run "syncplane <command> -h" for the flags of a command.`
+
+// Config is the server configuration. Each field can be set in the YAML
+// config file (--config), overridden by its environment variable, which is
+// overridden by its flag.
+type Config struct {
+	Addr        string `yaml:"addr"`        // listen address; SYNCPLANE_ADDR, --addr; default ":8080"
+	DatabaseURL string `yaml:"databaseURL"` // postgres:// DSN; SYNCPLANE_DATABASE_URL; default "" (embedded SQLite)
+	TenantsDir  string `yaml:"tenants"`     // tenants directory; SYNCPLANE_TENANTS_DIR, --tenants; default "" (the demo tenant)
+	DataDir     string `yaml:"dataDir"`     // SQLite files and the demo key; SYNCPLANE_DATA_DIR, --data; default "./data"
+	LogLevel    string `yaml:"logLevel"`    // debug, info, warn, error; SYNCPLANE_LOG_LEVEL; default "info"
+	AdminAddr   string `yaml:"adminAddr"`   // admin listen address (pprof, /metrics); SYNCPLANE_ADMIN_ADDR, --admin-addr; default "" (off)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve", "migrate", "token":
+	case "policy":
+		return policyCmd(ctx, args, getenv, stdout, stderr)
+	case "plugin":
+		return pluginCmd(ctx, args, getenv, stdout, stderr)
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	fs := flag.NewFlagSet("syncplane "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configFile = fs.String("config", "", "YAML config file")
+		addr       = fs.String("addr", "", "listen address (default :8080, env SYNCPLANE_ADDR)")
+		adminAddr  = fs.String("admin-addr", "", "admin listen address for pprof and /metrics, e.g. 127.0.0.1:6060 (env SYNCPLANE_ADMIN_ADDR; default off)")
+		tenants    = fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the demo tenant)")
+		dataDir    = fs.String("data", "", "data directory (env SYNCPLANE_DATA_DIR; default ./data)")
+		tenantID   = fs.String("tenant", "", "token: tenant id")
+		subject    = fs.String("sub", "", "token: subject (the sub claim)")
+		ttl        = fs.Duration("ttl", 24*time.Hour, "token: lifetime")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*configFile, getenv)
+	if err != nil {
+		return err
+	}
+	override(&cfg.Addr, *addr)
+	override(&cfg.AdminAddr, *adminAddr)
+	override(&cfg.TenantsDir, *tenants)
+	override(&cfg.DataDir, *dataDir)
+	log := newLogger(stderr, cfg.LogLevel)
+
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, getenv, log)
+	case "migrate":
+		st, reg, err := open(ctx, cfg, getenv, log, nil)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		fmt.Fprintf(stdout, "migrated tenants: %v\n", reg.IDs())
+		return nil
+	default: // "token"
+		return token(cfg, getenv, *tenantID, *subject, *ttl, stdout)
+	}
+}
+
+func override(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+func loadConfig(file string, getenv func(string) string) (Config, error) {
+	cfg := Config{Addr: ":8080", DataDir: "./data", LogLevel: "info"}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config %s: %w", file, err)
+		}
+	}
+	override(&cfg.Addr, getenv("SYNCPLANE_ADDR"))
+	override(&cfg.DatabaseURL, getenv("SYNCPLANE_DATABASE_URL"))
+	override(&cfg.TenantsDir, getenv("SYNCPLANE_TENANTS_DIR"))
+	override(&cfg.DataDir, getenv("SYNCPLANE_DATA_DIR"))
+	override(&cfg.LogLevel, getenv("SYNCPLANE_LOG_LEVEL"))
+	override(&cfg.AdminAddr, getenv("SYNCPLANE_ADMIN_ADDR"))
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// open connects the store, applies the platform migrations and loads (and
+// migrates) every tenant. Tenants that fail are logged and skipped.
+// hub, when set, receives the commits (live updates).
+func open(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, hub *live.Hub) (*store.Store, *tenant.Registry, error) {
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	opt := tenant.Options{Store: st, Log: log, Getenv: getenv, Live: hub}
+	if cfg.TenantsDir == "" {
+		key, err := tenant.DemoKey(cfg.DataDir)
+		if err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("demo key: %w", err)
+		}
+		t, err := tenant.LoadDemo(ctx, key, opt)
+		if err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("demo tenant: %w", err)
+		}
+		reg := tenant.NewRegistry()
+		reg.Put(t)
+		return st, reg, nil
+	}
+	reg, errs := tenant.LoadDir(ctx, cfg.TenantsDir, opt)
+	for _, err := range errs {
+		log.Error("tenant refused", "err", err.Error())
+	}
+	return st, reg, nil
+}
+
+func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger) error {
+	hub := live.NewHub()
+	st, reg, err := open(ctx, cfg, getenv, log, hub)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defer reg.Close() // stops the validator plugins
+	if st.Postgres() {
+		// One connection per process hears every process's commits.
+		lctx, stopListen := context.WithCancel(ctx)
+		listening := make(chan struct{})
+		go func() {
+			defer close(listening)
+			_ = st.Listen(lctx, store.Listener{ // returns nil once lctx ends
+				Notify: func(tenantID, scope, id string) {
+					hub.Publish(live.Poke{Tenant: tenantID, Scope: scope, ChangelogID: id})
+				},
+				Lost: func(err error) { log.Warn("commit listener lost its connection; reconnecting", "err", err) },
+			})
+		}()
+		defer func() { stopListen(); <-listening }()
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	opt := tenant.Options{Store: st, Log: log, Getenv: getenv, Live: hub}
+	reload := func() {
+		for _, err := range tenant.Reload(ctx, reg, cfg.TenantsDir, opt) {
+			log.Error("tenant reload refused; the last good version keeps serving", "err", err.Error())
+		}
+		log.Info("tenants reloaded", "tenants", reg.IDs())
+	}
+	if cfg.TenantsDir != "" {
+		w, err := tenant.NewWatcher(reg, cfg.TenantsDir, opt, 0)
+		if err != nil {
+			return fmt.Errorf("watch tenants: %w", err)
+		}
+		defer w.Close()
+		reload() // what changed between the first load and the watch
+		go w.Run(ctx)
+	}
+	var adminLn net.Listener
+	if cfg.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin address: %w", err)
+		}
+	}
+	api := httpapi.New(reg, log, httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats), httpapi.WithLive(hub, 0))
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(api.StopStreams) // event streams and long polls never go idle by themselves
+	admin := &http.Server{Handler: adminHandler(api.Metrics()), ReadHeaderTimeout: 10 * time.Second}
+	defer admin.Close() // a running profile is cut off once the API has drained
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if adminLn != nil {
+		go func() { errc <- admin.Serve(adminLn) }()
+		log.Info("admin serving", "addr", adminLn.Addr().String())
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "tenants", reg.IDs(), "postgres", st.Postgres())
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			srv.Close()
+			return err
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if cfg.TenantsDir != "" {
+				reload()
+			}
+		}
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+// adminHandler serves pprof and the metrics on the opt-in admin address,
+// apart from the API so that profiles are never exposed with it.
+func adminHandler(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", metrics)
+	return mux
+}
+
+func token(cfg Config, getenv func(string) string, id, sub string, ttl time.Duration, stdout io.Writer) error {
+	if id == "" || sub == "" {
+		return errors.New("token: --tenant and --sub are required")
+	}
+	var (
+		secret []byte
+		claims = auth.SignClaims{Subject: sub, TTL: ttl}
+		err    error
+	)
+	if cfg.TenantsDir == "" {
+		if id != "demo" {
+			return fmt.Errorf("token: no tenants directory is configured, so the only tenant is %q", "demo")
+		}
+		if secret, err = tenant.DemoKey(cfg.DataDir); err != nil {
+			return err
+		}
+	} else {
+		dirs, err := tenant.Dirs(cfg.TenantsDir)
+		if err != nil {
+			return err
+		}
+		for _, d := range dirs {
+			m, key, err := tenant.SigningKey(d, getenv)
+			if m == nil || m.ID != id {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("token: %w", err) // say why the tenant cannot sign
+			}
+			secret, claims.Issuer, claims.Audience = key, m.Auth.Issuer, m.Auth.Audience
+		}
+		if secret == nil {
+			return fmt.Errorf("token: no tenant %q with an HS256 key under %s", id, cfg.TenantsDir)
+		}
+	}
+	tok, err := auth.SignHS256(secret, claims)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

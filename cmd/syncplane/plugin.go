@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/syncplane/syncplane/core/pluginhost"
+	"github.com/syncplane/syncplane/core/tenant"
+)
+
+// pluginCmd runs `syncplane plugin hash FILE` and `syncplane plugin verify`.
+func pluginCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("plugin: want a subcommand: hash FILE | verify --tenant T [--tenants DIR]")
+	}
+	switch args[0] {
+	case "verify":
+		fs := flag.NewFlagSet("syncplane plugin verify", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		id := fs.String("tenant", "", "tenant id")
+		dir := fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return pluginVerify(ctx, tenantsDir(*dir, getenv), *id, stdout)
+	case "hash":
+		if len(args) != 2 {
+			return errors.New("plugin hash: want exactly one FILE")
+		}
+		sum, err := fileSHA256(args[1])
+		if err != nil {
+			return fmt.Errorf("plugin hash: %w", err)
+		}
+		fmt.Fprintln(stdout, sum)
+		return nil
+	}
+	return fmt.Errorf("plugin: unknown subcommand %q (want hash or verify)", args[0])
+}
+
+// fileSHA256 is the lowercase hex sha256 of a file, the form a manifest's
+// validator.sha256 takes.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// pluginVerify checks a tenant's validator plugin the way the server will
+// run it: the file exists, its sha256 matches the manifest, and it
+// completes the handshake and answers Info.
+func pluginVerify(ctx context.Context, root, id string, stdout io.Writer) error {
+	if root == "" || id == "" {
+		return errors.New("plugin verify: --tenant and --tenants (or SYNCPLANE_TENANTS_DIR) are required")
+	}
+	dirs, err := tenant.Dirs(root)
+	if err != nil {
+		return fmt.Errorf("plugin verify: %w", err)
+	}
+	for _, d := range dirs {
+		mpath := filepath.Join(d, tenant.ManifestFile)
+		src, err := os.ReadFile(mpath)
+		if err != nil {
+			return err
+		}
+		m, err := tenant.ParseManifest(mpath, src)
+		if err != nil || m.ID != id {
+			continue
+		}
+		v := m.Validator
+		if v == nil {
+			return fmt.Errorf("plugin verify: tenant %s has no validator", id)
+		}
+		cfg, err := tenant.ValidatorConfig(d, m)
+		if err != nil {
+			return err
+		}
+		command := cfg.Command
+		sum, err := fileSHA256(command)
+		if err != nil {
+			return fmt.Errorf("plugin verify: %s: %w", mpath, err)
+		}
+		if sum != v.SHA256 {
+			return fmt.Errorf("plugin verify: %s: %s has sha256 %s, the manifest says %s", mpath, command, sum, v.SHA256)
+		}
+		fmt.Fprintf(stdout, "ok file %s sha256 %s\n", command, sum)
+		host := pluginhost.New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer host.Close()
+		name, version, caps, err := host.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("plugin verify: %s: %w", command, err)
+		}
+		fmt.Fprintf(stdout, "ok handshake; info: name %q version %q capabilities %v\n", name, version, caps)
+		return nil
+	}
+	return fmt.Errorf("plugin verify: no tenant %q under %s", id, root)
+}

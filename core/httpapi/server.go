@@ -1,0 +1,282 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/syncplane/syncplane/core/auth"
+	"github.com/syncplane/syncplane/core/live"
+	"github.com/syncplane/syncplane/core/pull"
+	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/tenant"
+)
+
+// Tenants finds a running tenant by id.
+type Tenants interface {
+	Get(id string) *tenant.Tenant
+}
+
+// Server is the HTTP API.
+type Server struct {
+	tenants Tenants
+	log     *slog.Logger
+	engine  *gin.Engine
+	ready   func(context.Context) error
+	dbStats func() sql.DBStats
+	metrics *metrics
+
+	live      *live.Hub     // nil: no event streams
+	heartbeat time.Duration // between comments on an idle event stream
+	stopped   context.Context
+	stop      context.CancelFunc
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithReady makes GET /readyz answer 503 while ready returns an error; it
+// is called with a deadline of readyTimeout. Without it, /readyz answers
+// 200 like /healthz.
+func WithReady(ready func(context.Context) error) Option {
+	return func(s *Server) { s.ready = ready }
+}
+
+// WithDBStats exposes the database connection pool statistics that stats
+// returns on /metrics. Without it, there are no syncplane_db_* series.
+func WithDBStats(stats func() sql.DBStats) Option {
+	return func(s *Server) { s.dbStats = stats }
+}
+
+// readyTimeout bounds one readiness check.
+const readyTimeout = 2 * time.Second
+
+const (
+	requestIDKey = "request_id"
+	tenantKey    = "tenant"
+	subjectKey   = "subject"
+	rolesKey     = "roles"
+)
+
+// New builds the router.
+func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{tenants: tenants, log: log, engine: gin.New(), heartbeat: DefaultHeartbeat}
+	s.stopped, s.stop = context.WithCancel(context.Background())
+	for _, o := range opts {
+		o(s)
+	}
+	s.metrics = newMetrics(s.dbStats)
+	s.engine.Use(s.requestID, s.logRequest, s.observe, s.recover)
+	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	s.engine.GET("/readyz", s.readyz)
+	s.engine.GET("/metrics", gin.WrapH(s.metrics.handler))
+	v1 := s.engine.Group("/v1/tenants/:tenant", s.tenant, s.authenticate, s.rateLimit)
+	v1.POST("/push", s.push)
+	v1.POST("/pull", s.pull)
+	v1.GET("/events", s.events)
+	s.engine.NoRoute(func(c *gin.Context) { s.writeError(c, errorf(http.StatusNotFound, "no such endpoint")) })
+	s.engine.NoMethod(func(c *gin.Context) { s.writeError(c, errorf(http.StatusMethodNotAllowed, "method not allowed")) })
+	s.engine.HandleMethodNotAllowed = true
+	return s
+}
+
+// ServeHTTP makes the server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Metrics serves the server's Prometheus metrics (as GET /metrics does),
+// for an admin listener.
+func (s *Server) Metrics() http.Handler { return s.metrics.handler }
+
+// readyz answers 200 when the server can serve: the database answers and
+// its migrations are applied. The cause of a 503 is logged; the answer
+// names storage trouble without its internals.
+func (s *Server) readyz(c *gin.Context) {
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			s.log.Warn("not ready", "request_id", c.GetString(requestIDKey), "err", err)
+			msg := "not ready: " + err.Error()
+			if errors.Is(err, store.ErrUnavailable) {
+				msg = "not ready: storage unavailable"
+			}
+			c.AbortWithStatusJSON(http.StatusServiceUnavailable, body{Error: msg})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set(requestIDKey, id)
+	c.Header("X-Request-Id", id)
+	c.Next()
+}
+
+// recover turns a panic into a 500 without internals; the server stays up.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.writeError(c, fmt.Errorf("panic: %v", v))
+		}
+	}()
+	c.Next()
+}
+
+// logRequest logs every request once it is answered; probes and scrapes
+// (/healthz, /readyz, /metrics), which come every few seconds, at Debug.
+func (s *Server) logRequest(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	level := slog.LevelInfo
+	switch route {
+	case "/healthz", "/readyz", "/metrics":
+		level = slog.LevelDebug
+	}
+	s.log.Log(c.Request.Context(), level, "request", "request_id", c.GetString(requestIDKey), "tenant", c.Param("tenant"),
+		"method", c.Request.Method, "route", route, "status", c.Writer.Status(), "duration", time.Since(start))
+}
+
+func (s *Server) tenant(c *gin.Context) {
+	t := s.tenants.Get(c.Param("tenant"))
+	if t == nil {
+		s.writeError(c, errorf(http.StatusNotFound, fmt.Sprintf("unknown tenant %q", c.Param("tenant"))))
+		return
+	}
+	c.Set(tenantKey, t)
+}
+
+func (s *Server) authenticate(c *gin.Context) {
+	t := c.MustGet(tenantKey).(*tenant.Tenant)
+	h := c.GetHeader("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || strings.TrimSpace(token) == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="syncplane"`)
+		s.writeError(c, errorf(http.StatusUnauthorized, "missing bearer token"))
+		return
+	}
+	claims, err := t.Verifier.Verify(strings.TrimSpace(token))
+	if err != nil {
+		c.Header("WWW-Authenticate", `Bearer realm="syncplane", error="invalid_token"`)
+		msg := "invalid token"
+		if errors.Is(err, auth.ErrInvalidToken) {
+			msg = err.Error()
+		}
+		s.writeError(c, errorf(http.StatusUnauthorized, msg))
+		return
+	}
+	c.Set(subjectKey, claims.Subject)
+	c.Set(rolesKey, claims.Roles)
+}
+
+func (s *Server) rateLimit(c *gin.Context) {
+	t := c.MustGet(tenantKey).(*tenant.Tenant)
+	if t.Limiter == nil {
+		return
+	}
+	r := t.Limiter.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		c.Header("Retry-After", fmt.Sprint(int(math.Ceil(d.Seconds()))))
+		s.writeError(c, errorf(http.StatusTooManyRequests, "rate limit of the tenant exceeded, retry later"))
+	}
+}
+
+// readBody reads the request body up to the tenant's limit.
+func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
+	limit := t.Manifest.Limits.MaxBodyBytes
+	if c.Request.ContentLength > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit))
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
+	}
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "cannot read body: "+err.Error())
+	}
+	return b, nil
+}
+
+func (s *Server) push(c *gin.Context) {
+	t := c.MustGet(tenantKey).(*tenant.Tenant)
+	b, err := s.readBody(c, t)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	events, err := push.DecodeBody(b)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if max := t.Manifest.Limits.MaxBatch; len(events) > max {
+		s.writeError(c, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d events exceeds the limit of %d", len(events), max)))
+		return
+	}
+	results, err := t.Push.Push(c.Request.Context(), c.GetString(subjectKey), roles(c), events)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.metrics.countPush(t.Manifest.ID, results)
+	c.JSON(http.StatusOK, results)
+}
+
+func (s *Server) pull(c *gin.Context) {
+	t := c.MustGet(tenantKey).(*tenant.Tenant)
+	b, err := s.readBody(c, t)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	req, err := pull.DecodeRequest(b)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if req.WaitMs != nil && *req.WaitMs > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = s.untilStopped(ctx) // a shutdown ends the wait
+		defer cancel()
+	}
+	resp, err := t.Pull.Pull(ctx, c.GetString(subjectKey), roles(c), req)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.metrics.countPull(t.Manifest.ID, resp)
+	c.JSON(http.StatusOK, resp)
+}
+
+// roles are the per-scope roles the request's token grants (nil for none).
+func roles(c *gin.Context) map[string]string {
+	r, _ := c.Get(rolesKey)
+	m, _ := r.(map[string]string)
+	return m
+}

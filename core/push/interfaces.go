@@ -1,0 +1,71 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+// Store opens write transactions on one tenant's storage and reads its
+// committed state.
+type Store interface {
+	Begin(ctx context.Context) (Tx, error)
+	// Reads reads committed state outside a transaction (no lock held):
+	// what push decides on before it asks the tenant's validator.
+	Reads() Reads
+}
+
+// Reads are the reads push decides on.
+type Reads interface {
+	// Load returns committed records of model whose fields equal one of keys.
+	Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error)
+	// AppliedEvents maps already applied outbox event ids to their changelog ids.
+	AppliedEvents(ctx context.Context, ids []string) (map[string]string, error)
+	// LastScopes maps key paths of model to the scope of their newest entry.
+	LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error)
+}
+
+// Tx is one write transaction of a tenant.
+type Tx interface {
+	Reads
+	// LockScopes locks the scopes' head rows and returns their last ids.
+	LockScopes(ctx context.Context, scopes []string) (map[string]string, error)
+	Upsert(ctx context.Context, model string, recs []schema.Record) error
+	Delete(ctx context.Context, model string, keys [][]any) error
+	AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error
+	Commit() error
+	Rollback() error
+}
+
+// Authorizer decides whether subject, holding roles (scope → role, from its
+// token), may perform act (create, update, delete) on model in scope.
+type Authorizer interface {
+	Allow(subject string, roles map[string]string, scope, model, act string) (bool, error)
+}
+
+// Validator is a tenant's custom validation (its validator plugin): one
+// call per batch with the events that passed schema, scope and policy.
+// It returns one verdict per event, in order. An error means the validator
+// could not decide (down, crashed, past its deadline, garbage answer): the
+// events then fail closed with a retryable VALIDATOR_UNAVAILABLE.
+type Validator interface {
+	Validate(ctx context.Context, subject string, events []ValidationEvent) ([]Verdict, error)
+}
+
+// ValidationEvent is one event as a validator sees it.
+type ValidationEvent struct {
+	ID        string          // the client's outbox event id
+	Model     string          //
+	Operation string          // create, update, delete
+	Key       json.RawMessage // JSON array of the primary key values
+	Payload   json.RawMessage // the validated record (for a delete, the stored record or the payload sent)
+	Scope     string          // the scope the event resolved to
+}
+
+// Verdict is a validator's answer for one event.
+type Verdict struct {
+	Allow   bool
+	Message string // why not, when Allow is false
+}

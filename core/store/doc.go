@@ -1,0 +1,17 @@
+// Package store is syncplane's storage: the platform database and one
+// database namespace per tenant, on PostgreSQL (production, through bun's
+// pgdialect and the pgx driver) or SQLite (the embedded default, through bun's
+// sqlitedialect and the pure-Go modernc driver).
+//
+// A tenant's records live in typed tables derived from its Prisma schema
+// (see Layout): in the PostgreSQL schema t_<id>, or in the SQLite file
+// <data>/tenants/<id>.db. Next to them sit the tenant's _changelog and
+// _scope_heads tables and a _meta table that remembers the applied layout,
+// so that a schema change can be diffed, applied when it is additive and
+// refused when it is destructive.
+//
+// Every query of a tenant goes through a *Tenant handle made for that tenant:
+// no call takes a tenant id that could be left out. Where PostgreSQL and SQLite
+// differ (column types, value encoding, DDL limits), the difference lives in
+// dialect.go.
+package store

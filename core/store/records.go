@@ -1,0 +1,503 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+// ConstraintError is a write refused by a unique or foreign key constraint.
+type ConstraintError struct {
+	Kind   string // "unique" or "foreign key"
+	Detail string // the database's own words
+}
+
+func (e *ConstraintError) Error() string { return e.Kind + " constraint violated: " + e.Detail }
+
+// ErrDuplicateEvent is returned when a changelog insert hits an outbox event
+// id that another transaction committed meanwhile.
+var ErrDuplicateEvent = errors.New("outbox event already applied")
+
+// constraint turns a driver's constraint error into a *ConstraintError and
+// leaves other errors to classify.
+func constraint(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "23505":
+			if pg.TableName == "_changelog" && strings.Contains(pg.ConstraintName, "outbox_event_id") {
+				return ErrDuplicateEvent
+			}
+			return &ConstraintError{Kind: "unique", Detail: pg.Detail}
+		case "23503":
+			return &ConstraintError{Kind: "foreign key", Detail: pg.Detail}
+		}
+		return classify(err)
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "UNIQUE constraint failed: _changelog.outbox_event_id"):
+		return ErrDuplicateEvent
+	case strings.Contains(msg, "UNIQUE constraint failed"):
+		return &ConstraintError{Kind: "unique", Detail: strings.TrimSpace(msg[strings.Index(msg, "UNIQUE"):])}
+	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
+		return &ConstraintError{Kind: "foreign key", Detail: "a referenced record does not exist, or the record is still referenced"}
+	}
+	return classify(err)
+}
+
+// Load returns the committed records of model whose fields equal one of keys.
+func (t *Tenant) Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error) {
+	return t.load(ctx, t.db, model, fields, keys)
+}
+
+// Changes returns at most limit changelog entries of scope after the id
+// `after` ("" for the beginning), oldest first.
+func (t *Tenant) Changes(ctx context.Context, scope, after string, limit int) ([]changelog.Entry, error) {
+	return t.ChangesAcross(ctx, map[string]string{scope: after}, limit)
+}
+
+// ChangesAcross returns at most limit changelog entries of the given
+// scopes, each after its own cursor id ("" for the beginning), merged in id
+// order. Each scope reads through its (scope_key, id) index: one limited
+// subquery per scope, merged by the database.
+func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, limit int) ([]changelog.Entry, error) {
+	if len(after) == 0 {
+		return nil, nil
+	}
+	const cols = "id, model, key_path, operation, scope_key, outbox_event_id, created_at"
+	scopes := make([]string, 0, len(after))
+	for sc := range after {
+		scopes = append(scopes, sc)
+	}
+	sort.Strings(scopes)
+	var b strings.Builder
+	args := make([]any, 0, 3*len(scopes)+1)
+	for i, sc := range scopes {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&b, "SELECT * FROM (SELECT %s FROM %s\"_changelog\" WHERE scope_key = ? AND id > ? ORDER BY id LIMIT ?) AS s%d", cols, t.prefix, i)
+		args = append(args, sc, after[sc], limit)
+	}
+	query := b.String()
+	if len(scopes) > 1 {
+		query = "SELECT " + cols + " FROM (" + query + ") AS u ORDER BY id LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := t.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []changelog.Entry
+	for rows.Next() {
+		var e changelog.Entry
+		var keyPath string
+		var created any
+		if err := rows.Scan(&e.ID, &e.Model, &keyPath, &e.Operation, &e.ScopeKey, &e.OutboxEventID, &created); err != nil {
+			return nil, classify(err)
+		}
+		e.KeyPath = json.RawMessage(keyPath)
+		switch c := created.(type) {
+		case time.Time:
+			e.CreatedAt = c.UTC()
+		case string:
+			e.CreatedAt, _ = time.Parse(time.RFC3339Nano, c)
+		}
+		out = append(out, e)
+	}
+	return out, classify(rows.Err())
+}
+
+// ScopesLike returns the scopes that have changelog entries and match one
+// of the Casbin keyMatch patterns ("org-*": '*' matches any text).
+func (t *Tenant) ScopesLike(ctx context.Context, patterns []string) ([]string, error) {
+	if len(patterns) == 0 {
+		return nil, nil
+	}
+	var conds []string
+	args := make([]any, 0, len(patterns))
+	for _, p := range patterns {
+		conds = append(conds, `scope_key LIKE ? ESCAPE '\'`)
+		esc := strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(p)
+		args = append(args, strings.ReplaceAll(esc, "*", "%"))
+	}
+	rows, err := t.db.QueryContext(ctx, "SELECT scope_key FROM "+t.prefix+`"_scope_heads" WHERE `+strings.Join(conds, " OR ")+" ORDER BY scope_key", args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var sc string
+		if err := rows.Scan(&sc); err != nil {
+			return nil, classify(err)
+		}
+		out = append(out, sc)
+	}
+	return out, classify(rows.Err())
+}
+
+// Tx is a write transaction of one tenant. On SQLite it holds the
+// database's write lock from the start (BEGIN IMMEDIATE).
+type Tx struct {
+	t  *Tenant
+	tx bun.Tx
+}
+
+// Begin starts a write transaction.
+func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
+	tx, err := t.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &Tx{t: t, tx: tx}, nil
+}
+
+// Commit commits the transaction.
+func (x *Tx) Commit() error { return constraint(x.tx.Commit()) }
+
+// Rollback aborts the transaction; after Commit it does nothing.
+func (x *Tx) Rollback() error {
+	if err := x.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return classify(err)
+	}
+	return nil
+}
+
+// Load is Tenant.Load inside the transaction.
+func (x *Tx) Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error) {
+	return x.t.load(ctx, x.tx, model, fields, keys)
+}
+
+// AppliedEvents maps each of ids that has a changelog entry to that entry's id.
+func (x *Tx) AppliedEvents(ctx context.Context, ids []string) (map[string]string, error) {
+	return x.t.appliedEvents(ctx, x.tx, ids)
+}
+
+// AppliedEvents is Tx.AppliedEvents outside a transaction.
+func (t *Tenant) AppliedEvents(ctx context.Context, ids []string) (map[string]string, error) {
+	return t.appliedEvents(ctx, t.db, ids)
+}
+
+func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.QueryContext(ctx, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id IN (?)`, bun.In(ids))
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ev, id string
+		if err := rows.Scan(&ev, &id); err != nil {
+			return nil, classify(err)
+		}
+		out[ev] = id
+	}
+	return out, classify(rows.Err())
+}
+
+// LastScopes maps each of the given key paths (canonical JSON text) of
+// model to the scope of its newest changelog entry.
+func (x *Tx) LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
+	return x.t.lastScopes(ctx, x.tx, model, keyPaths)
+}
+
+// LastScopes is Tx.LastScopes outside a transaction.
+func (t *Tenant) LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
+	return t.lastScopes(ctx, t.db, model, keyPaths)
+}
+
+func (t *Tenant) lastScopes(ctx context.Context, db bun.IConn, model string, keyPaths []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(keyPaths) == 0 {
+		return out, nil
+	}
+	rows, err := db.QueryContext(ctx, "SELECT key_path, scope_key, id FROM "+t.prefix+`"_changelog" WHERE model = ? AND key_path IN (?) ORDER BY id`,
+		model, bun.In(keyPaths))
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kp, scope, id string
+		if err := rows.Scan(&kp, &scope, &id); err != nil {
+			return nil, classify(err)
+		}
+		out[kp] = scope // ordered by id: the newest wins
+	}
+	return out, classify(rows.Err())
+}
+
+// LockScopes locks the head rows of scopes (creating missing ones), in
+// sorted order so that concurrent writers cannot deadlock, and returns each
+// scope's last changelog id ("" for a new scope). The locks are held until
+// the transaction ends: this is what orders changelog ids by commit.
+func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(scopes) == 0 {
+		return out, nil
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(scopes))
+	b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
+	for i, s := range scopes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, '')")
+		args = append(args, s)
+	}
+	b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id")
+	rows, err := x.tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s, last string
+		if err := rows.Scan(&s, &last); err != nil {
+			return nil, classify(err)
+		}
+		out[s] = last
+	}
+	return out, classify(rows.Err())
+}
+
+// Upsert writes whole records of model, inserting or replacing by primary key.
+func (x *Tx) Upsert(ctx context.Context, model string, recs []schema.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	ti, err := x.t.info(model)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(recs)*len(ti.cols))
+	b.WriteString("INSERT INTO " + ti.name + " (" + strings.Join(ti.cols, ", ") + ") VALUES ")
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(")
+		for j, c := range ti.table.Columns {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("?")
+			args = append(args, x.t.d.encode(c.Type, r[c.Field]))
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(" ON CONFLICT (" + strings.Join(ti.pk, ", ") + ")")
+	var set []string
+	for _, c := range ti.cols {
+		if !contains(ti.pk, c) {
+			set = append(set, c+" = EXCLUDED."+c)
+		}
+	}
+	if len(set) == 0 {
+		b.WriteString(" DO NOTHING")
+	} else {
+		b.WriteString(" DO UPDATE SET " + strings.Join(set, ", "))
+	}
+	_, err = x.tx.ExecContext(ctx, b.String(), args...)
+	return constraint(err)
+}
+
+// Delete removes the records of model with the given primary keys; the
+// database applies each relation's onDelete to their children.
+func (x *Tx) Delete(ctx context.Context, model string, keys [][]any) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ti, err := x.t.info(model)
+	if err != nil {
+		return err
+	}
+	where, args := x.t.keyFilter(ti, ti.model.PrimaryKey, keys)
+	_, err = x.tx.ExecContext(ctx, "DELETE FROM "+ti.name+" WHERE "+where, args...)
+	return constraint(err)
+}
+
+// AppendChangelog inserts entries and moves the locked scope heads to the
+// given last ids.
+func (x *Tx) AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(entries)*7)
+	b.WriteString("INSERT INTO " + x.t.prefix + `"_changelog" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) VALUES `)
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, e.ID, e.Model, string(e.KeyPath), string(e.Operation), e.ScopeKey, e.OutboxEventID,
+			x.t.d.encode(schema.DateTime, e.CreatedAt))
+	}
+	if _, err := x.tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return constraint(err)
+	}
+	b.Reset()
+	args = args[:0]
+	notify := x.t.d.name() == "postgres"
+	if notify {
+		// The same statement tells other processes: NOTIFY is delivered on
+		// commit only, one per touched scope (see Store.Listen).
+		b.WriteString("WITH h AS (")
+	}
+	b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
+	i := 0
+	for s, last := range heads {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		i++
+		b.WriteString("(?, ?)")
+		args = append(args, s, last)
+	}
+	b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id")
+	if notify {
+		b.WriteString(" RETURNING scope_key, last_id) SELECT pg_notify('" + NotifyChannel + "', ? || '|' || scope_key || '|' || last_id) FROM h")
+		args = append(args, x.t.id)
+	}
+	_, err := x.tx.ExecContext(ctx, b.String(), args...)
+	return classify(err)
+}
+
+func (t *Tenant) info(model string) (*tableInfo, error) {
+	ti, ok := t.tables[model]
+	if !ok {
+		return nil, fmt.Errorf("tenant %s: model %q has no table", t.id, model)
+	}
+	return ti, nil
+}
+
+// keyFilter renders "fields IN keys" for one or several columns.
+func (t *Tenant) keyFilter(ti *tableInfo, fields []string, keys [][]any) (string, []any) {
+	cols := make([]string, len(fields))
+	types := make([]string, len(fields))
+	for i, f := range fields {
+		cols[i] = quote(f)
+		types[i] = f
+		if fd := ti.model.Field(f); fd != nil {
+			cols[i] = quote(fd.Column)
+			types[i] = fd.Type
+		}
+	}
+	args := make([]any, 0, len(keys)*len(fields))
+	var b strings.Builder
+	if len(fields) == 1 {
+		b.WriteString(cols[0] + " IN (")
+	} else {
+		b.WriteString("(" + strings.Join(cols, ", ") + ") IN (VALUES ")
+	}
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if len(fields) > 1 {
+			b.WriteString("(")
+		}
+		for j := range fields {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("?")
+			args = append(args, t.d.encode(types[j], k[j]))
+		}
+		if len(fields) > 1 {
+			b.WriteString(")")
+		}
+	}
+	b.WriteString(")")
+	return b.String(), args
+}
+
+// Find returns at most limit committed records of model whose fields
+// equal vals, in primary key order.
+func (t *Tenant) Find(ctx context.Context, model string, fields []string, vals []any, limit int) ([]schema.Record, error) {
+	return t.query(ctx, t.db, model, fields, [][]any{vals}, limit)
+}
+
+func (t *Tenant) load(ctx context.Context, db bun.IConn, model string, fields []string, keys [][]any) ([]schema.Record, error) {
+	return t.query(ctx, db, model, fields, keys, 0)
+}
+
+// query reads the records of model whose fields equal one of keys (all
+// records when fields is empty), at most limit of them (0: no limit).
+func (t *Tenant) query(ctx context.Context, db bun.IConn, model string, fields []string, keys [][]any, limit int) ([]schema.Record, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	ti, err := t.info(model)
+	if err != nil {
+		return nil, err
+	}
+	q, args := "SELECT "+ti.selects+" FROM "+ti.name, []any(nil)
+	if len(fields) > 0 {
+		var where string
+		where, args = t.keyFilter(ti, fields, keys)
+		q += " WHERE " + where
+	}
+	if limit > 0 {
+		q += " ORDER BY " + strings.Join(ti.pk, ", ") + " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	dest := make([]any, len(ti.table.Columns))
+	decode := make([]func() (any, error), len(ti.table.Columns))
+	var out []schema.Record
+	for rows.Next() {
+		for i, c := range ti.table.Columns {
+			dest[i], decode[i] = scanTarget(t.d, c)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, classify(err))
+		}
+		r := make(schema.Record, len(dest))
+		for i, c := range ti.table.Columns {
+			v, err := decode[i]()
+			if err != nil {
+				return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, err)
+			}
+			r[c.Field] = v
+		}
+		out = append(out, r)
+	}
+	return out, classify(rows.Err())
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/migrate"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/syncplane/syncplane/migrations"
+)
+
+// ErrUnavailable marks errors where the database could not be reached or
+// refused service; the HTTP layer answers them with 503.
+var ErrUnavailable = errors.New("storage unavailable")
+
+// Store is the platform database plus the way to reach each tenant's.
+type Store struct {
+	dialect  dialect
+	platform *bun.DB
+	dataDir  string // SQLite only: where tenant files live
+	dsn      string // PostgreSQL only: for the listening connection
+
+	mu      sync.Mutex
+	tenants map[string]*bun.DB // SQLite only: one file per tenant
+}
+
+// Open connects to PostgreSQL when dsn is a postgres:// or postgresql://
+// URL, and otherwise opens the embedded SQLite store under dataDir
+// (created if missing). dsn "" means SQLite.
+func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
+		}
+		// bun renders arguments into the SQL text, so every statement is
+		// unique: the simple protocol runs it in one round trip, where
+		// pgx's default would prepare (and cache) each one first.
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		sqldb := stdlib.OpenDB(*cfg)
+		sqldb.SetMaxOpenConns(32)
+		sqldb.SetMaxIdleConns(32)
+		sqldb.SetConnMaxIdleTime(5 * time.Minute)
+		db := bun.NewDB(sqldb, pgdialect.New())
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("%w: postgres: %v", ErrUnavailable, err)
+		}
+		return &Store{dialect: postgres{}, platform: db, dsn: dsn}, nil
+	case dsn == "":
+		if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o750); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"))
+		if err != nil {
+			return nil, err
+		}
+		return &Store{dialect: sqlite{}, platform: db, dataDir: dataDir, tenants: map[string]*bun.DB{}}, nil
+	default:
+		return nil, fmt.Errorf("database URL %q: only postgres:// URLs are supported (leave it empty for the embedded SQLite store)", redact(dsn))
+	}
+}
+
+// openSQLite opens one SQLite file with WAL, a busy timeout, foreign keys
+// and immediate (write-locking) transactions.
+func openSQLite(path string) (*bun.DB, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sqldb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	sqldb.SetMaxOpenConns(8)
+	sqldb.SetMaxIdleConns(8)
+	db := bun.NewDB(sqldb, sqlitedialect.New())
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// redact hides a password in a URL for error messages.
+func redact(dsn string) string {
+	at := strings.LastIndex(dsn, "@")
+	scheme := strings.Index(dsn, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return dsn
+	}
+	return dsn[:scheme+3] + "…" + dsn[at:]
+}
+
+// Postgres reports whether the store runs on PostgreSQL.
+func (s *Store) Postgres() bool { return s.dialect.name() == "postgres" }
+
+// Migrate applies the platform migrations under bun/migrate's lock. When
+// several processes start at once, the ones that find the lock taken wait
+// for it (up to a minute); when nothing is pending, no lock is taken.
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := migrations.New()
+	if err != nil {
+		return fmt.Errorf("platform migrations: %w", err)
+	}
+	m := migrate.NewMigrator(s.platform, ms)
+	deadline := time.Now().Add(time.Minute)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err = s.migrateOnce(ctx, m)
+		if err == nil || errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("apply platform migrations: %w (a crashed migration may have left a row in bun_migration_locks)", err)
+	}
+	return nil
+}
+
+func (s *Store) migrateOnce(ctx context.Context, m *migrate.Migrator) error {
+	if err := m.Init(ctx); err != nil {
+		return classify(err)
+	}
+	pending, err := m.MigrationsWithStatus(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	if len(pending.Unapplied()) == 0 {
+		return nil
+	}
+	if err := m.Lock(ctx); err != nil {
+		return classify(err)
+	}
+	defer m.Unlock(ctx) //nolint:errcheck // a failed unlock shows up as a stale lock at the next start
+	_, err = m.Migrate(ctx)
+	return classify(err)
+}
+
+// Ready reports whether the platform database answers a ping and every
+// platform migration is applied; the caller bounds it with ctx's deadline.
+// A database that does not answer is an ErrUnavailable.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.platform.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
+	}
+	ms, err := migrations.New()
+	if err != nil {
+		return fmt.Errorf("platform migrations: %w", err)
+	}
+	status, err := migrate.NewMigrator(s.platform, ms).MigrationsWithStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("platform migration status: %w", classify(err))
+	}
+	if n := len(status.Unapplied()); n > 0 {
+		return fmt.Errorf("%d platform migrations not applied", n)
+	}
+	return nil
+}
+
+// DBStats are the connection pool statistics of the platform database
+// (SQLite tenant files have pools of their own, not counted here).
+func (s *Store) DBStats() sql.DBStats { return s.platform.Stats() }
+
+// Close closes the platform database and every tenant database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for id, db := range s.tenants {
+		errs = append(errs, db.Close())
+		delete(s.tenants, id)
+	}
+	errs = append(errs, s.platform.Close())
+	return errors.Join(errs...)
+}
+
+// tenantDB returns the database that holds a tenant's tables.
+func (s *Store) tenantDB(id string) (*bun.DB, error) {
+	if s.Postgres() {
+		return s.platform, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if db, ok := s.tenants[id]; ok {
+		return db, nil
+	}
+	db, err := openSQLite(filepath.Join(s.dataDir, "tenants", id+".db"))
+	if err != nil {
+		return nil, err
+	}
+	s.tenants[id] = db
+	return db, nil
+}
+
+// classify marks connection-level failures as ErrUnavailable.
+func classify(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "database is closed", "driver: bad connection",
+		"conn closed", "connection reset", "broken pipe", "no such host", "too many clients",
+		"the database system is", "SQLITE_BUSY", "database is locked", "i/o timeout"} {
+		if strings.Contains(msg, s) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,263 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+// Tenant is the storage of one tenant: its record tables, changelog and
+// scope heads. It is safe for concurrent use.
+type Tenant struct {
+	id     string
+	db     *bun.DB
+	d      dialect
+	prefix string // `"t_acme".` on PostgreSQL, "" on SQLite
+	tables map[string]*tableInfo
+}
+
+// tableInfo is how one model is stored.
+type tableInfo struct {
+	model   *schema.Model
+	table   Table
+	name    string   // qualified, quoted table name
+	cols    []string // quoted column names, in field order
+	selects string   // the select list for all columns
+	pk      []string // quoted primary key columns
+}
+
+// Tenant opens a tenant's storage and brings its tables to the layout of
+// the given schema: new tables, columns and unique constraints are created,
+// a destructive change fails with a *DestructiveError and leaves the tables
+// as they were. It is safe to call from several processes at once.
+func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *schema.Ownership) (*Tenant, error) {
+	layout, err := LayoutOf(sch, own)
+	if err != nil {
+		return nil, err
+	}
+	db, err := s.tenantDB(id)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tenant{id: id, db: db, d: s.dialect, tables: map[string]*tableInfo{}}
+	if s.Postgres() {
+		t.prefix = quote(schemaName(id)) + "."
+	}
+	for _, tb := range layout.Tables {
+		t.tables[tb.Model] = t.newTableInfo(sch.Model(tb.Model), tb)
+	}
+	if err := t.migrate(ctx, layout); err != nil {
+		return nil, err
+	}
+	_, err = s.platform.ExecContext(ctx, `INSERT INTO syncplane_tenants (id, layout_hash, migrated_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET layout_hash = EXCLUDED.layout_hash, migrated_at = EXCLUDED.migrated_at`,
+		id, layout.Hash(), time.Now().UTC().Format(isoMillis))
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: register: %w", id, classify(err))
+	}
+	return t, nil
+}
+
+// schemaName is the PostgreSQL schema of a tenant. Tenant ids are
+// [a-z0-9-], so mapping '-' to '_' cannot make two ids collide.
+func schemaName(id string) string { return "t_" + strings.ReplaceAll(id, "-", "_") }
+
+func (t *Tenant) newTableInfo(m *schema.Model, tb Table) *tableInfo {
+	ti := &tableInfo{model: m, table: tb, name: t.prefix + quote(tb.Name)}
+	sel := make([]string, len(tb.Columns))
+	for i, c := range tb.Columns {
+		ti.cols = append(ti.cols, quote(c.Name))
+		sel[i] = t.d.selectExpr(quote(c.Name), c)
+	}
+	ti.selects = strings.Join(sel, ", ")
+	for _, c := range tb.PrimaryKey {
+		ti.pk = append(ti.pk, quote(c))
+	}
+	return ti
+}
+
+// migrate runs in one transaction; on PostgreSQL an advisory lock keyed by
+// the tenant serializes concurrent migrations of the same tenant, on SQLite
+// the immediate transaction does.
+func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
+	// Unchanged layout (every start, every reload of an unchanged schema):
+	// no write transaction, so no wait for SQLite's write lock.
+	want, _ := json.Marshal(layout)
+	if have, err := t.storedLayout(ctx); err == nil && have == string(want) {
+		return nil
+	}
+	conn, err := t.db.Conn(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	defer conn.Close()
+	if t.d.name() == "postgres" {
+		// A session lock taken before the transaction begins: a transaction
+		// that waited for a lock inside itself could still see the catalog
+		// as it was when it began, and trip over the tables the previous
+		// holder just created.
+		sum := sha256.Sum256([]byte("syncplane tenant " + t.id))
+		key := int64(binary.BigEndian.Uint64(sum[:]))
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", key); err != nil {
+			return fmt.Errorf("tenant %s: migration lock: %w", t.id, classify(err))
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", key) //nolint:errcheck // the lock also ends with the session
+	}
+	return conn.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if t.d.name() == "postgres" {
+			if _, err := tx.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quote(schemaName(t.id))); err != nil {
+				return fmt.Errorf("tenant %s: create schema: %w", t.id, classify(err))
+			}
+		}
+		for _, stmt := range t.systemDDL() {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("tenant %s: %s: %w", t.id, stmt, classify(err))
+			}
+		}
+		var old Layout
+		var raw string
+		err := tx.QueryRowContext(ctx, "SELECT value FROM "+t.prefix+`"_meta" WHERE key = 'layout'`).Scan(&raw)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return classify(err)
+		default:
+			if err := json.Unmarshal([]byte(raw), &old); err != nil {
+				return fmt.Errorf("tenant %s: stored layout is corrupt: %w", t.id, err)
+			}
+		}
+		changes, err := Diff(old, layout)
+		if err != nil {
+			return fmt.Errorf("tenant %s: %w", t.id, err)
+		}
+		now := time.Now()
+		for _, c := range changes {
+			for _, stmt := range t.changeDDL(c, now) {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("tenant %s: %s: %w", t.id, stmt, classify(err))
+				}
+			}
+		}
+		b, _ := json.Marshal(layout)
+		_, err = tx.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_meta" (key, value) VALUES ('layout', ?)
+			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, string(b))
+		return classify(err)
+	})
+}
+
+// systemDDL creates syncplane's own tables of a tenant.
+func (t *Tenant) systemDDL() []string {
+	txt := t.d.sortedText()
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_meta" (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_changelog" (` +
+			"id " + txt + " PRIMARY KEY, model TEXT NOT NULL, key_path TEXT NOT NULL, operation TEXT NOT NULL, " +
+			"scope_key " + txt + " NOT NULL, outbox_event_id TEXT NOT NULL UNIQUE, created_at " + t.d.timestampType() + " NOT NULL)",
+		`CREATE INDEX IF NOT EXISTS "_changelog_scope_id" ON ` + t.prefix + `"_changelog" (scope_key, id)`,
+		`CREATE INDEX IF NOT EXISTS "_changelog_record" ON ` + t.prefix + `"_changelog" (model, key_path, id)`,
+		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_scope_heads" (scope_key ` + txt + " PRIMARY KEY, last_id TEXT NOT NULL)",
+	}
+}
+
+// changeDDL renders one additive change.
+func (t *Tenant) changeDDL(c Change, now time.Time) []string {
+	tb := c.Table
+	name := t.prefix + quote(tb.Name)
+	switch c.Kind {
+	case "table":
+		var defs []string
+		for _, col := range tb.Columns {
+			def := quote(col.Name) + " " + t.d.columnType(col)
+			if !col.Nullable {
+				def += " NOT NULL"
+			}
+			defs = append(defs, def)
+		}
+		defs = append(defs, "PRIMARY KEY ("+quoteAll(tb.PrimaryKey)+")")
+		for _, fk := range tb.ForeignKeys {
+			defs = append(defs, fmt.Sprintf("FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s",
+				quoteAll(fk.Columns), t.prefix+quote(fk.RefTable), quoteAll(fk.RefColumns), fk.OnDelete))
+		}
+		stmts := []string{"CREATE TABLE " + name + " (\n  " + strings.Join(defs, ",\n  ") + "\n)"}
+		for _, u := range tb.Uniques {
+			stmts = append(stmts, t.uniqueDDL(tb, u))
+		}
+		for _, fk := range tb.ForeignKeys {
+			stmts = append(stmts, "CREATE INDEX "+quote(indexName(tb.Name, fk.Columns, "idx"))+" ON "+name+" ("+quoteAll(fk.Columns)+")")
+		}
+		return stmts
+	case "column":
+		col := c.Column
+		def := "ALTER TABLE " + name + " ADD COLUMN " + quote(col.Name) + " " + t.d.columnType(*col)
+		if c.FK != nil {
+			def += fmt.Sprintf(" REFERENCES %s (%s) ON DELETE %s", t.prefix+quote(c.FK.RefTable), quoteAll(c.FK.RefColumns), c.FK.OnDelete)
+		}
+		if col.Default != nil {
+			def += " DEFAULT " + t.d.literal(*col, now)
+		}
+		if !col.Nullable {
+			def += " NOT NULL"
+		}
+		stmts := []string{def}
+		if c.FK != nil {
+			stmts = append(stmts, "CREATE INDEX "+quote(indexName(tb.Name, c.FK.Columns, "idx"))+" ON "+name+" ("+quoteAll(c.FK.Columns)+")")
+		}
+		return stmts
+	case "unique":
+		return []string{t.uniqueDDL(tb, c.Unique)}
+	case "dropunique":
+		return []string{"DROP INDEX IF EXISTS " + t.prefix + quote(indexName(tb.Name, c.Unique, "key"))}
+	}
+	return nil
+}
+
+func (t *Tenant) uniqueDDL(tb *Table, cols []string) string {
+	return "CREATE UNIQUE INDEX " + quote(indexName(tb.Name, cols, "key")) + " ON " + t.prefix + quote(tb.Name) + " (" + quoteAll(cols) + ")"
+}
+
+// indexName follows Prisma's <table>_<columns>_<suffix> convention, cut
+// with a hash to PostgreSQL's 63-byte identifier limit.
+func indexName(table string, cols []string, suffix string) string {
+	n := table + "_" + strings.Join(cols, "_") + "_" + suffix
+	if len(n) <= 63 {
+		return n
+	}
+	sum := sha256.Sum256([]byte(n))
+	return fmt.Sprintf("%s_%x", n[:50], sum[:6])
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// storedLayout reads the applied layout, "" when there is none yet.
+func (t *Tenant) storedLayout(ctx context.Context) (string, error) {
+	var exists bool
+	q := "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_meta'"
+	if t.d.name() == "postgres" {
+		q = "SELECT to_regclass('" + strings.ReplaceAll(t.prefix, "'", "''") + `"_meta"') IS NOT NULL`
+	}
+	if err := t.db.QueryRowContext(ctx, q).Scan(&exists); err != nil || !exists {
+		return "", err
+	}
+	var have string
+	err := t.db.QueryRowContext(ctx, "SELECT value FROM "+t.prefix+`"_meta" WHERE key = 'layout'`).Scan(&have)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return have, err
+}

@@ -1,0 +1,296 @@
+package tenant
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Manifest is a tenant's tenant.yaml.
+type Manifest struct {
+	// ID names the tenant in URLs and storage: [a-z0-9-]{1,40}. Required.
+	ID string `yaml:"id"`
+	// Schema is a .prisma file or a folder of them, relative to the
+	// manifest. Required.
+	Schema string `yaml:"schema"`
+	// RootModel is the root of the ownership DAG; a record's scope is the
+	// primary key of the root record it belongs to. Required.
+	RootModel string `yaml:"rootModel"`
+	// Exclude lists models that are never synced (and get no table).
+	Exclude []string `yaml:"exclude"`
+	// Auth says how tokens are verified. One key source is required.
+	Auth Auth `yaml:"auth"`
+	// Policy is a Casbin policy file relative to the manifest; default:
+	// the built-in policy (a subject acts in the scope equal to its id).
+	Policy string `yaml:"policy"`
+	// Validator configures the tenant's validator plugin; nil: none.
+	Validator *Validator `yaml:"validator"`
+	// Limits bound requests; zero fields take the defaults.
+	Limits Limits `yaml:"limits"`
+}
+
+// Auth is a tenant's token verification. Exactly one of HS256SecretEnv,
+// HS256SecretFile, PublicKeyFile and JWKSFile must be set; files are
+// relative to the manifest.
+type Auth struct {
+	Issuer          string `yaml:"issuer"`          // required "iss" when set
+	Audience        string `yaml:"audience"`        // required in "aud" when set
+	HS256SecretEnv  string `yaml:"hs256SecretEnv"`  // environment variable holding the HS256 secret (≥ 32 bytes)
+	HS256SecretFile string `yaml:"hs256SecretFile"` // file holding the HS256 secret (≥ 32 bytes, trailing newline trimmed)
+	PublicKeyFile   string `yaml:"publicKeyFile"`   // PEM public key: RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA)
+	JWKSFile        string `yaml:"jwksFile"`        // JWKS document; tokens pick their key by "kid"
+	RolesClaim      string `yaml:"rolesClaim"`      // optional claim with per-scope roles
+}
+
+// Validator is a tenant's validator plugin (see core/pluginhost).
+type Validator struct {
+	Command       string   `yaml:"command"`       // executable, relative to the manifest; required
+	SHA256        string   `yaml:"sha256"`        // hex sha256 of the executable, checked before every start; required
+	Timeout       Duration `yaml:"timeout"`       // deadline of every call; default 2s
+	MaxConcurrent int      `yaml:"maxConcurrent"` // calls in flight; default 4
+	MemoryMB      int      `yaml:"memoryMB"`      // address-space limit of the process; default 1024
+	CPUSeconds    int      `yaml:"cpuSeconds"`    // CPU-time limit of the process; default 60
+	IdleTimeout   Duration `yaml:"idleTimeout"`   // stop the process after this long unused; default 5m
+}
+
+// Duration is a YAML duration such as "2s" or "5m".
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration such as 2s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+var sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Limits bound a tenant's requests.
+type Limits struct {
+	MaxBatch          int     `yaml:"maxBatch"`          // events per push; default 100; more → 413
+	MaxBodyBytes      int64   `yaml:"maxBodyBytes"`      // request body size; default 1 MiB; more → 413
+	PullPageSize      int     `yaml:"pullPageSize"`      // default pull limit; default 50
+	PullPageMax       int     `yaml:"pullPageMax"`       // largest pull limit; default 500
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"` // push+pull rate of the tenant; default 0 = unlimited; over it → 429
+	Burst             int     `yaml:"burst"`             // requests allowed at once above the rate; default 2×rate (at least 1)
+}
+
+func (l *Limits) applyDefaults() {
+	if l.MaxBatch == 0 {
+		l.MaxBatch = 100
+	}
+	if l.MaxBodyBytes == 0 {
+		l.MaxBodyBytes = 1 << 20
+	}
+	if l.PullPageSize == 0 {
+		l.PullPageSize = 50
+	}
+	if l.PullPageMax == 0 {
+		l.PullPageMax = 500
+	}
+	if l.RequestsPerSecond > 0 && l.Burst == 0 {
+		l.Burst = max(1, int(2*l.RequestsPerSecond))
+	}
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
+
+// FileError is a problem at a position of a tenant's file.
+type FileError struct {
+	File   string
+	Line   int
+	Column int
+	Msg    string
+}
+
+func (e *FileError) Error() string {
+	if e.Line == 0 {
+		return e.File + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+
+// ParseManifest reads a manifest strictly (unknown keys are errors) and
+// checks its fields. file names the manifest in errors.
+func ParseManifest(file string, src []byte) (*Manifest, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		return nil, yamlError(file, err, nil)
+	}
+	if len(root.Content) == 0 {
+		return nil, &FileError{File: file, Msg: "empty manifest"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, yamlError(file, err, root.Content[0])
+	}
+	at := func(path ...string) (int, int) { // the deepest node of path that exists
+		for ; len(path) > 0; path = path[:len(path)-1] {
+			if n := lookup(root.Content[0], path); n != nil {
+				return n.Line, n.Column
+			}
+		}
+		return 1, 1
+	}
+	var errs []error
+	bad := func(msg string, path ...string) {
+		l, c := at(path...)
+		errs = append(errs, &FileError{File: file, Line: l, Column: c, Msg: msg})
+	}
+	switch {
+	case m.ID == "":
+		bad(`missing "id"`)
+	case !idPattern.MatchString(m.ID):
+		bad(fmt.Sprintf("id %q must match [a-z0-9-]{1,40}", m.ID), "id")
+	}
+	if m.Schema == "" {
+		bad(`missing "schema" (a .prisma file or a folder of them)`)
+	}
+	if m.RootModel == "" {
+		bad(`missing "rootModel"`)
+	}
+	sources := 0
+	for _, s := range []string{m.Auth.HS256SecretEnv, m.Auth.HS256SecretFile, m.Auth.PublicKeyFile, m.Auth.JWKSFile} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		bad("auth needs exactly one of hs256SecretEnv, hs256SecretFile, publicKeyFile, jwksFile", "auth")
+	}
+	if v := m.Validator; v != nil {
+		if v.Command == "" {
+			bad(`validator: missing "command" (the plugin executable)`, "validator")
+		}
+		if !sha256Pattern.MatchString(v.SHA256) {
+			bad(`validator: "sha256" must be the executable's 64-digit lowercase hex sha256 (syncplane plugin hash FILE)`, "validator", "sha256")
+		}
+		for _, c := range []struct {
+			name string
+			v    int
+		}{{"maxConcurrent", v.MaxConcurrent}, {"memoryMB", v.MemoryMB}, {"cpuSeconds", v.CPUSeconds}} {
+			if c.v < 0 {
+				bad(fmt.Sprintf("validator.%s must not be negative", c.name), "validator", c.name)
+			}
+		}
+	}
+	l := m.Limits
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"maxBatch", float64(l.MaxBatch)}, {"maxBodyBytes", float64(l.MaxBodyBytes)}, {"pullPageSize", float64(l.PullPageSize)},
+		{"pullPageMax", float64(l.PullPageMax)}, {"requestsPerSecond", l.RequestsPerSecond}, {"burst", float64(l.Burst)}} {
+		if c.v < 0 {
+			bad(fmt.Sprintf("limits.%s must not be negative", c.name), "limits", c.name)
+		}
+	}
+	m.Limits.applyDefaults()
+	// Compared only when both are valid, and reported at whichever of the
+	// two the file sets (pullPageSize may be the default).
+	if l.PullPageSize >= 0 && l.PullPageMax >= 0 && m.Limits.PullPageSize > m.Limits.PullPageMax {
+		key := "pullPageSize"
+		if lookup(root.Content[0], []string{"limits", key}) == nil {
+			key = "pullPageMax"
+		}
+		bad(fmt.Sprintf("limits.pullPageSize (%d) exceeds limits.pullPageMax (%d)", m.Limits.PullPageSize, m.Limits.PullPageMax), "limits", key)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// yamlError turns yaml.v3's "yaml: line N: msg" into file:N:C: msg. yaml.v3
+// reports lines only; when the document parsed (root is not nil) the column
+// is that of the node the message is about (an unknown key, a value of the
+// wrong type), else of the first node on the line, else 1.
+func yamlError(file string, err error, root *yaml.Node) error {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var errs []error
+	for _, msg := range msgs {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			var line int
+			fmt.Sscan(m[1], &line)
+			errs = append(errs, &FileError{File: file, Line: line, Column: yamlColumn(root, line, m[2]), Msg: m[2]})
+			continue
+		}
+		errs = append(errs, &FileError{File: file, Msg: msg})
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	yamlUnknownField = regexp.MustCompile("^field (.*) not found in type ")
+	yamlBadValue     = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into ")
+)
+
+// yamlColumn finds the column of the node msg is about on line.
+func yamlColumn(root *yaml.Node, line int, msg string) int {
+	var key, value *string
+	if m := yamlUnknownField.FindStringSubmatch(msg); m != nil {
+		key = &m[1]
+	} else if m := yamlBadValue.FindStringSubmatch(msg); m != nil {
+		value = &m[1]
+	}
+	first, match := 0, 0
+	var walk func(n *yaml.Node, isKey bool)
+	walk = func(n *yaml.Node, isKey bool) {
+		if n == nil || match != 0 {
+			return
+		}
+		if n.Line == line {
+			if first == 0 {
+				first = n.Column
+			}
+			if n.Kind == yaml.ScalarNode && (key != nil && isKey && n.Value == *key || value != nil && !isKey && n.Value == *value) {
+				match = n.Column
+				return
+			}
+		}
+		for i, c := range n.Content {
+			walk(c, n.Kind == yaml.MappingNode && i%2 == 0)
+		}
+	}
+	walk(root, false)
+	switch {
+	case match != 0:
+		return match
+	case first != 0:
+		return first
+	}
+	return 1
+}
+
+// lookup finds the value node at a key path of a mapping.
+func lookup(n *yaml.Node, path []string) *yaml.Node {
+	for _, key := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return n
+}

@@ -1,0 +1,518 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"gopkg.in/yaml.v3"
+
+	"github.com/syncplane/syncplane/core/auth"
+	"github.com/syncplane/syncplane/core/live"
+	"github.com/syncplane/syncplane/core/pluginhost"
+	"github.com/syncplane/syncplane/core/policy"
+	"github.com/syncplane/syncplane/core/pull"
+	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/store"
+)
+
+// ManifestFile is the name of a tenant's manifest inside its folder.
+const ManifestFile = "tenant.yaml"
+
+//go:embed demo/tenant.yaml demo/schema.prisma
+var demoFS embed.FS
+
+// Tenant is a loaded, migrated tenant, ready to serve.
+type Tenant struct {
+	Manifest *Manifest
+	Dir      string
+	Schema   *schema.Schema
+	Own      *schema.Ownership
+	Verifier *auth.Verifier
+	Policy   *policy.Enforcer
+	Store    *store.Tenant
+	Push     *push.Service
+	Pull     *pull.Service
+	Limiter  *rate.Limiter // nil: unlimited
+
+	validator *pluginhost.Host // nil: the tenant has none
+	reader    *readerRef       // what the validator reads through
+}
+
+// Close stops the tenant's validator plugin, if it has one.
+func (t *Tenant) Close() error {
+	if t.validator == nil {
+		return nil
+	}
+	return t.validator.Close()
+}
+
+// Options are what loading needs besides the tenant's own files.
+type Options struct {
+	Store  *store.Store
+	Log    *slog.Logger        // default: discard
+	Getenv func(string) string // environment lookup for hs256SecretEnv; default os.Getenv
+	// Secret, when set, replaces the manifest's key source with this HS256
+	// secret (the demo tenant's generated key).
+	Secret []byte
+	// Live, when set, is the process's hub of commit pokes: pulls with
+	// waitMs wait on it, and on SQLite push publishes its commits to it (on
+	// PostgreSQL the store's listener does, for every process). Default nil:
+	// no live updates.
+	Live *live.Hub
+	// Previous holds the tenants being replaced (Reload sets it): a tenant
+	// whose validator configuration is unchanged keeps its running plugin.
+	Previous *Registry
+}
+
+// Load loads the tenant in dir and migrates its storage.
+func Load(ctx context.Context, dir string, opt Options) (*Tenant, error) {
+	return load(ctx, os.DirFS(dir), dir, opt)
+}
+
+// LoadDemo loads the built-in demo tenant with the given HS256 secret.
+func LoadDemo(ctx context.Context, secret []byte, opt Options) (*Tenant, error) {
+	sub, _ := fs.Sub(demoFS, "demo")
+	opt.Secret = secret
+	return load(ctx, sub, "(built-in demo)", opt)
+}
+
+func load(ctx context.Context, fsys fs.FS, dir string, opt Options) (*Tenant, error) {
+	if opt.Getenv == nil {
+		opt.Getenv = os.Getenv
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	mpath := filepath.Join(dir, ManifestFile)
+	src, err := fs.ReadFile(fsys, ManifestFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", mpath, err)
+	}
+	m, err := ParseManifest(mpath, src)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tenant{Manifest: m, Dir: dir}
+	if t.Schema, err = loadSchema(fsys, dir, rel(m.Schema)); err != nil {
+		return nil, err
+	}
+	if t.Own, err = schema.BuildOwnership(t.Schema, m.RootModel, m.Exclude); err != nil {
+		return nil, err
+	}
+	if t.Verifier, err = verifier(fsys, mpath, m, opt); err != nil {
+		return nil, err
+	}
+	t.Policy = policy.Default()
+	if m.Policy != "" {
+		b, err := fs.ReadFile(fsys, rel(m.Policy))
+		if err != nil {
+			return nil, fmt.Errorf("%s: policy: %w", mpath, err)
+		}
+		if t.Policy, err = policy.New(b, filepath.Join(dir, m.Policy)); err != nil {
+			return nil, err
+		}
+	}
+	if t.Store, err = opt.Store.Tenant(ctx, m.ID, t.Schema, t.Own); err != nil {
+		return nil, err
+	}
+	log := opt.Log.With("tenant", m.ID)
+	var validator push.Validator // stays a nil interface without a plugin
+	if m.Validator != nil {
+		if t.validator, t.reader, err = validatorHost(dir, m, opt, opt.Log); err != nil {
+			return nil, err
+		}
+		t.reader.set(reader{sch: t.Schema, own: t.Own, st: t.Store})
+		validator = t.validator
+	}
+	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log)
+	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax})
+	if opt.Live != nil {
+		hub := opt.Live.Tenant(m.ID)
+		t.Pull.WithWaiter(hub)
+		if !opt.Store.Postgres() {
+			t.Push.WithNotifier(hub)
+		}
+	}
+	if r := m.Limits.RequestsPerSecond; r > 0 {
+		t.Limiter = rate.NewLimiter(rate.Limit(r), m.Limits.Burst)
+	}
+	return t, nil
+}
+
+// validatorHost returns the plugin host of a tenant's validator: the
+// running one of the tenant it replaces when the configuration is the same
+// (a policy change does not restart the plugin), else a new one, which
+// starts its process at the first push.
+func validatorHost(dir string, m *Manifest, opt Options, log *slog.Logger) (*pluginhost.Host, *readerRef, error) {
+	if opt.Previous != nil {
+		if old := opt.Previous.Get(m.ID); old != nil && old.validator != nil && old.Dir == dir && *old.Manifest.Validator == *m.Validator {
+			return old.validator, old.reader, nil
+		}
+	}
+	cfg, err := ValidatorConfig(dir, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	ref := &readerRef{}
+	return pluginhost.New(cfg, ref, log), ref, nil
+}
+
+// ValidatorConfig is the plugin host configuration of the validator of the
+// tenant m in folder dir (m.Validator must be set): the command made
+// absolute, the manifest's limits in the host's units.
+func ValidatorConfig(dir string, m *Manifest) (pluginhost.Config, error) {
+	v := m.Validator
+	command := v.Command
+	if !filepath.IsAbs(command) {
+		command = filepath.Join(dir, command)
+	}
+	command, err := filepath.Abs(command)
+	if err != nil {
+		return pluginhost.Config{}, fmt.Errorf("%s: validator: %w", filepath.Join(dir, ManifestFile), err)
+	}
+	return pluginhost.Config{
+		Tenant: m.ID, Command: command, SHA256: v.SHA256,
+		Timeout: time.Duration(v.Timeout), MaxConcurrent: v.MaxConcurrent,
+		MemoryBytes: uint64(v.MemoryMB) << 20, CPUSeconds: uint64(v.CPUSeconds),
+		IdleTimeout: time.Duration(v.IdleTimeout),
+	}, nil
+}
+
+// rel turns a manifest path ("schema.prisma", "./models/") into the form
+// io/fs accepts ("models"). Paths stay relative to the tenant folder: one
+// that leaves it ("../x", "/x") is refused by fs as an invalid argument.
+func rel(p string) string { return path.Clean(filepath.ToSlash(p)) }
+
+// pushStore adapts the store's concrete transaction to push.Store.
+type pushStore struct{ t *store.Tenant }
+
+func (p pushStore) Begin(ctx context.Context) (push.Tx, error) { return p.t.Begin(ctx) }
+func (p pushStore) Reads() push.Reads                          { return p.t }
+
+var _ push.Tx = (*store.Tx)(nil)
+
+func loadSchema(fsys fs.FS, dir, name string) (*schema.Schema, error) {
+	info, err := fs.Stat(fsys, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: schema: %w", filepath.Join(dir, ManifestFile), err)
+	}
+	var files []schema.File
+	if info.IsDir() {
+		entries, err := fs.ReadDir(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".prisma") {
+				b, err := fs.ReadFile(fsys, name+"/"+e.Name())
+				if err != nil {
+					return nil, err
+				}
+				files = append(files, schema.File{Name: filepath.Join(dir, name, e.Name()), Src: b})
+			}
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("%s: schema folder %s holds no .prisma file", filepath.Join(dir, ManifestFile), name)
+		}
+	} else {
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, schema.File{Name: filepath.Join(dir, name), Src: b})
+	}
+	return schema.Parse(files...)
+}
+
+func verifier(fsys fs.FS, mpath string, m *Manifest, opt Options) (*auth.Verifier, error) {
+	a := m.Auth
+	cfg := auth.Config{Issuer: a.Issuer, Audience: a.Audience, RolesClaim: a.RolesClaim}
+	read := func(name string) ([]byte, error) {
+		b, err := fs.ReadFile(fsys, rel(name))
+		if err != nil {
+			return nil, fmt.Errorf("%s: auth: %w", mpath, err)
+		}
+		return b, nil
+	}
+	var err error
+	switch {
+	case opt.Secret != nil:
+		cfg.HS256Secret = opt.Secret
+	case a.HS256SecretEnv != "":
+		v := opt.Getenv(a.HS256SecretEnv)
+		if v == "" {
+			return nil, fmt.Errorf("%s: auth: environment variable %s is not set", mpath, a.HS256SecretEnv)
+		}
+		cfg.HS256Secret = []byte(v)
+	case a.HS256SecretFile != "":
+		var b []byte
+		b, err = read(a.HS256SecretFile)
+		cfg.HS256Secret = []byte(strings.TrimRight(string(b), "\r\n"))
+	case a.PublicKeyFile != "":
+		cfg.PublicKeyPEM, err = read(a.PublicKeyFile)
+	case a.JWKSFile != "":
+		cfg.JWKS, err = read(a.JWKSFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := auth.NewVerifier(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", mpath, err)
+	}
+	return v, nil
+}
+
+// SigningKey returns a tenant's manifest and the HS256 secret it verifies
+// tokens with, for `syncplane token`. When the manifest parses but gives no
+// usable secret (a public-key tenant, an unset variable, an unreadable
+// file), the manifest is returned with the error, so the caller can tell
+// which tenant cannot sign.
+func SigningKey(dir string, getenv func(string) string) (*Manifest, []byte, error) {
+	mpath := filepath.Join(dir, ManifestFile)
+	src, err := os.ReadFile(mpath)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := ParseManifest(mpath, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case m.Auth.HS256SecretEnv != "":
+		if v := getenv(m.Auth.HS256SecretEnv); v != "" {
+			return m, []byte(v), nil
+		}
+		return m, nil, fmt.Errorf("%s: environment variable %s is not set", mpath, m.Auth.HS256SecretEnv)
+	case m.Auth.HS256SecretFile != "":
+		b, err := os.ReadFile(filepath.Join(dir, m.Auth.HS256SecretFile))
+		if err != nil {
+			return m, nil, err
+		}
+		return m, []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	return m, nil, fmt.Errorf("%s: tenant %s verifies tokens with a public key; syncplane cannot sign them", mpath, m.ID)
+}
+
+// DemoKey returns the demo tenant's HS256 secret, kept in dataDir/demo.key
+// and generated on first use. It is safe to call from several goroutines
+// and processes at once: all get the same key.
+func DemoKey(dataDir string) ([]byte, error) {
+	keyPath := filepath.Join(dataDir, "demo.key")
+	key, err := readDemoKey(keyPath)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, err
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	key = []byte(hex.EncodeToString(raw[:]))
+	// The key is written to a temporary file that is then linked into
+	// place: a concurrent reader sees no key or a complete one, never a
+	// partly written file, and of concurrent writers the first link wins
+	// and the others return its key.
+	f, err := os.CreateTemp(dataDir, ".demo.key-*") // mode 0600
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(key, '\n')); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Link(f.Name(), keyPath); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return readDemoKey(keyPath) // another goroutine or process was first
+		}
+		return nil, err
+	}
+	return key, nil
+}
+
+// readDemoKey reads a demo key file; the error wraps fs.ErrNotExist when
+// there is none.
+func readDemoKey(keyPath string) ([]byte, error) {
+	b, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	key := strings.TrimSpace(string(b))
+	if len(key) < 32 {
+		return nil, fmt.Errorf("%s: key is shorter than 32 bytes; delete the file to generate a new one", keyPath)
+	}
+	return []byte(key), nil
+}
+
+// DemoManifest is the built-in demo tenant's manifest.
+func DemoManifest() *Manifest {
+	src, _ := demoFS.ReadFile("demo/" + ManifestFile)
+	m, err := ParseManifest("demo/"+ManifestFile, src)
+	if err != nil {
+		panic("built-in demo manifest: " + err.Error()) // covered by a test
+	}
+	return m
+}
+
+// Dirs lists the tenant folders of a tenants directory: its subfolders
+// that hold a manifest, sorted.
+func Dirs(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		d := filepath.Join(root, e.Name())
+		if _, err := os.Stat(filepath.Join(d, ManifestFile)); err == nil {
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	return dirs, nil
+}
+
+// LoadDir loads every tenant folder under root. A tenant that fails to load
+// is left out and its error returned in errs; it never stops the others.
+// Two folders claiming the same id are both refused, even when one of them
+// is broken in some other way, and neither touches that id's storage.
+func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error) {
+	reg := NewRegistry()
+	dirs, err := Dirs(root)
+	if err != nil {
+		return reg, []error{fmt.Errorf("tenants directory: %w", err)}
+	}
+	ids := make([]string, len(dirs))
+	byID := map[string][]string{}
+	for i, d := range dirs {
+		if ids[i] = claimedID(d); ids[i] != "" {
+			byID[ids[i]] = append(byID[ids[i]], d)
+		}
+	}
+	var errs []error
+	for i, d := range dirs {
+		if claimants := byID[ids[i]]; len(claimants) > 1 {
+			if claimants[0] == d {
+				errs = append(errs, fmt.Errorf("tenant id %q is claimed by several folders: %s", ids[i], strings.Join(claimants, ", ")))
+			}
+			continue
+		}
+		t, err := Load(ctx, d, opt)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reg.Put(t)
+	}
+	return reg, errs
+}
+
+// claimedID is the id a folder's manifest claims, read leniently so that a
+// manifest with other problems still claims its id; "" when none can be read.
+func claimedID(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return ""
+	}
+	var head struct {
+		ID string `yaml:"id"`
+	}
+	_ = yaml.Unmarshal(b, &head) // a type error elsewhere still fills ID
+	return head.ID
+}
+
+// Registry holds the running tenants. It is safe for concurrent use.
+type Registry struct {
+	mu      sync.RWMutex
+	tenants map[string]*Tenant
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{tenants: map[string]*Tenant{}} }
+
+// Get returns the tenant with id, or nil.
+func (r *Registry) Get(id string) *Tenant {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tenants[id]
+}
+
+// Put adds or replaces a tenant.
+func (r *Registry) Put(t *Tenant) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	retire(r.tenants[t.Manifest.ID], t)
+	r.tenants[t.Manifest.ID] = t
+}
+
+// Remove drops a tenant.
+func (r *Registry) Remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	retire(r.tenants[id], nil)
+	delete(r.tenants, id)
+}
+
+// IDs lists the running tenants, sorted.
+func (r *Registry) IDs() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ids := make([]string, 0, len(r.tenants))
+	for id := range r.tenants {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Close stops every tenant's validator plugin (at shutdown).
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, t := range r.tenants {
+		errs = append(errs, t.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// retireGrace is how long a replaced tenant's plugin keeps serving the
+// requests that started on it.
+const retireGrace = 30 * time.Second
+
+// retire stops old's validator plugin unless next took it over; requests
+// in flight on old get retireGrace to finish.
+func retire(old, next *Tenant) {
+	if old == nil || old.validator == nil || (next != nil && next.validator == old.validator) {
+		return
+	}
+	time.AfterFunc(retireGrace, func() { _ = old.validator.Close() })
+}
