@@ -12,10 +12,27 @@
 //	syncbench --url http://127.0.0.1:8080 --secret "$(cat data/demo.key)" --users 20
 //	syncbench --url http://127.0.0.1:8080 --token-cmd 'syncplane token --tenant demo --sub {sub}'
 //
+// With --serve it starts `syncplane serve` itself (built from this module,
+// or --server-bin) on a free port, a temporary data directory and the
+// embedded SQLite store, or a scratch PostgreSQL database with
+// --serve-postgres; it signs tokens with the demo key the server
+// generates, samples the server's RSS during the run and stops it with
+// SIGTERM:
+//
+//	syncbench --serve --users 20
+//	syncbench --serve --serve-postgres 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
+//
 // With --ceiling-dsn it also writes the same rows straight into PostgreSQL
 // (scratch schema syncbench_ceiling, dropped afterwards) with multi-row
-// INSERTs and with COPY, reads them back by page, and prints syncplane's
-// figures as a ratio of the database's own.
+// INSERTs and with COPY, reads them back by page, measures prisma-idb's
+// reference server design on the same rows (one transaction per event;
+// --reference=false skips it), and prints syncplane's figures as a ratio
+// of each.
+//
+// Two more commands:
+//
+//	syncbench standard   # the standard scenario on SQLite and PostgreSQL, one table
+//	syncbench sse-idle --conns 10000   # server memory per idle event stream
 package main
 
 import (
@@ -29,19 +46,34 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run is the command: 0 verified, 1 verification failed, 2 could not run.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "standard":
+			return runStandard(ctx, args[1:], stdout, stderr)
+		case "sse-idle":
+			return runSSEIdle(ctx, args[1:], stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("syncbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: syncbench [flags]            push, pull and verify (--url, or --serve)")
+		fmt.Fprintln(stderr, "       syncbench standard [flags]   the standard scenario on SQLite and PostgreSQL")
+		fmt.Fprintln(stderr, "       syncbench sse-idle [flags]   server memory per idle event stream")
+		fs.PrintDefaults()
+	}
 	var (
 		cfg      = Config{Tenant: "demo"}
 		tokenCmd = fs.String("token-cmd", "", "shell command printing a token for subject {sub} on its last line")
@@ -51,7 +83,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		mix      = fs.String("mix", "70/20/10", "create/update/delete percentages of the second round")
 		asJSON   = fs.Bool("json", false, "print the report as JSON")
 		seed     = fs.Uint64("seed", 1, "random seed of the workload")
+		serve    = fs.Bool("serve", false, "start `syncplane serve` (see --server-bin, --serve-postgres) instead of --url, and report its RSS")
+		sc       ServeConfig
 	)
+	fs.StringVar(&sc.Bin, "server-bin", "", "syncplane executable for --serve (default: go build ./cmd/syncplane into a temporary directory)")
+	fs.StringVar(&sc.PostgresURL, "serve-postgres", "", "PostgreSQL URL: --serve on a scratch database created there (default: embedded SQLite)")
+	fs.BoolVar(&cfg.Reference, "reference", true, "with --ceiling-dsn, also measure prisma-idb's reference design (one transaction per event)")
 	fs.StringVar(&cfg.URL, "url", "", "server base URL, e.g. http://127.0.0.1:8080")
 	fs.StringVar(&cfg.Tenant, "tenant", "demo", "tenant id")
 	fs.IntVar(&cfg.Users, "users", 10, "users (one scope each)")
@@ -91,7 +128,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	_, _ = rand.Read(b[:])
 	cfg.RunID = hex.EncodeToString(b[:])
 
-	rep, err := Run(ctx, cfg)
+	var rep *Report
+	switch {
+	case *serve && (cfg.URL != "" || cfg.Tokens != nil):
+		fmt.Fprintln(stderr, "syncbench: --serve starts its own server and signs its own tokens: no --url, --secret or --token-cmd")
+		return 2
+	case *serve:
+		rep, err = RunServed(ctx, cfg, sc)
+	default:
+		rep, err = Run(ctx, cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "syncbench:", err)
 		return 2
@@ -110,8 +156,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func printReport(w io.Writer, cfg Config, r *Report) {
+	target := cfg.URL
+	if r.Server != nil {
+		target = "syncplane serve (" + r.Server.Database + ", started by syncbench)"
+	}
 	fmt.Fprintf(w, "syncbench %s: %s tenant %s, %d users × (%d boards × %d todos), batch %d, %d clients, mix %d/%d/%d\n",
-		r.RunID, cfg.URL, cfg.Tenant, r.Users, cfg.BoardsPerUser, cfg.TodosPerBoard, cfg.Batch, cfg.Clients,
+		r.RunID, target, cfg.Tenant, r.Users, cfg.BoardsPerUser, cfg.TodosPerBoard, cfg.Batch, cfg.Clients,
 		cfg.Mix.Create, cfg.Mix.Update, cfg.Mix.Delete)
 	pushLine := func(name string, p PushStats) {
 		fmt.Fprintf(w, "  %-13s %7d events  %6.2fs  %9.0f events/s   batch p50 %6.1f ms  p99 %6.1f ms\n",
@@ -139,6 +189,20 @@ func printReport(w io.Writer, cfg Config, r *Report) {
 		if !c.Verified {
 			fmt.Fprintf(w, "ceiling verification FAILED (%d):\n%s\n", c.Verify.Failures, c.Verify.summary())
 		}
+	}
+	if ref := r.Reference; ref != nil {
+		fmt.Fprintf(w, "reference design (prisma-idb: one transaction of ~%.0f round trips per event, same rows):\n", ref.Concurrent.RoundTrips)
+		pushLine(fmt.Sprintf("%d clients", ref.Concurrent.Clients), ref.Concurrent.Push)
+		pushLine("1 client", ref.Sequential.Push)
+		fmt.Fprintf(w, "  syncplane/reference: push ×%.1f of %d clients, ×%.1f of 1 client\n",
+			r.Ratio.PushVsReference, ref.Concurrent.Clients, r.Ratio.PushVsReferenceSequential)
+		if !ref.Verified {
+			fmt.Fprintf(w, "reference verification FAILED (%d):\n%s\n", ref.Verify.Failures, ref.Verify.summary())
+		}
+	}
+	if s := r.Server; s != nil {
+		fmt.Fprintf(w, "server RSS (pid %d, %d samples): start %.1f MiB, peak %.1f MiB, end %.1f MiB, VmHWM %.1f MiB\n",
+			s.PID, s.Samples, mib(s.RSSStartBytes), mib(s.RSSPeakBytes), mib(s.RSSEndBytes), mib(s.HWMBytes))
 	}
 	if r.Verify.OK() {
 		fmt.Fprintf(w, "verified: %d events acknowledged, each pulled exactly once, final state of every record matches\n", r.Events)

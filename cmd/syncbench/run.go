@@ -22,31 +22,61 @@ type Config struct {
 	Changes       int // second-round events per user; < 0: half the first round
 	PullLimit     int
 	CeilingDSN    string
-	RunID         string
-	Seed          uint64
-	Now           time.Time // the workload's timestamps start here; zero: now
+	// Reference also measures prisma-idb's reference server design on
+	// CeilingDSN (RunReference).
+	Reference bool
+	RunID     string
+	Seed      uint64
+	Now       time.Time // the workload's timestamps start here; zero: now
 }
 
 // Report is what a run measured and verified.
 type Report struct {
-	RunID    string         `json:"runId"`
-	Users    int            `json:"users"`
-	Events   int            `json:"events"`
-	Creates  PushStats      `json:"createRound"`
-	Changes  PushStats      `json:"changeRound"`
-	Push     PushStats      `json:"push"`
-	Pull     PullStats      `json:"pull"`
-	Verified bool           `json:"verified"`
-	Verify   *Verification  `json:"verification"`
-	Ceiling  *CeilingReport `json:"ceiling,omitempty"`
-	Ratio    *Ratio         `json:"ratio,omitempty"`
+	RunID     string           `json:"runId"`
+	Users     int              `json:"users"`
+	Events    int              `json:"events"`
+	Creates   PushStats        `json:"createRound"`
+	Changes   PushStats        `json:"changeRound"`
+	Push      PushStats        `json:"push"`
+	Pull      PullStats        `json:"pull"`
+	Verified  bool             `json:"verified"`
+	Verify    *Verification    `json:"verification"`
+	Ceiling   *CeilingReport   `json:"ceiling,omitempty"`
+	Reference *ReferenceReport `json:"reference,omitempty"`
+	Ratio     *Ratio           `json:"ratio,omitempty"`
+	// Server is the server syncbench started (--serve) and its memory.
+	Server *ServerReport `json:"server,omitempty"`
 }
 
-// Ratio is syncplane's throughput as a fraction of the ceiling's.
+// Ratio is syncplane's throughput divided by the ceiling's and the
+// reference design's (below 1: slower, above 1: faster).
 type Ratio struct {
-	PushVsInsert float64 `json:"pushVsInsert"`
-	PushVsCopy   float64 `json:"pushVsCopy"`
-	PullVsDB     float64 `json:"pullVsDB"`
+	PushVsInsert float64 `json:"pushVsInsert,omitempty"`
+	PushVsCopy   float64 `json:"pushVsCopy,omitempty"`
+	PullVsDB     float64 `json:"pullVsDB,omitempty"`
+	// PushVsReference is against the reference design with as many
+	// clients; PushVsReferenceSequential against its single client.
+	PushVsReference           float64 `json:"pushVsReference,omitempty"`
+	PushVsReferenceSequential float64 `json:"pushVsReferenceSequential,omitempty"`
+}
+
+// ratios compares syncplane's figures with the ceiling and the reference
+// (either may be nil).
+func ratios(rep *Report, c *CeilingReport, r *ReferenceReport) *Ratio {
+	if c == nil && r == nil {
+		return nil
+	}
+	out := &Ratio{}
+	if c != nil {
+		out.PushVsInsert = ratio(rep.Push.EventsPerSec, c.Insert.Push.EventsPerSec)
+		out.PushVsCopy = ratio(rep.Push.EventsPerSec, c.Copy.Push.EventsPerSec)
+		out.PullVsDB = ratio(rep.Pull.EntriesPerSec, max(c.Insert.Pull.EntriesPerSec, c.Copy.Pull.EntriesPerSec))
+	}
+	if r != nil {
+		out.PushVsReference = ratio(rep.Push.EventsPerSec, r.Concurrent.Push.EventsPerSec)
+		out.PushVsReferenceSequential = ratio(rep.Push.EventsPerSec, r.Sequential.Push.EventsPerSec)
+	}
+	return out
 }
 
 func (c *Config) plan() *Plan {
@@ -73,17 +103,77 @@ func (c *Config) check() error {
 }
 
 // Run pushes the workload to the server, pulls it back, verifies it and,
-// with a ceiling DSN, measures the database's own limit for the same rows.
-// An error means the run could not complete; a failed verification is in
-// the report.
+// with a ceiling DSN, measures the database's own limit (and with
+// cfg.Reference the reference design) for the same rows. An error means
+// the run could not complete; a failed verification is in the report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
 	if cfg.URL == "" || cfg.Tokens == nil {
-		return nil, errors.New("--url and a token source (--secret or --token-cmd) are required")
+		return nil, errors.New("--url and a token source (--secret or --token-cmd) are required, or --serve")
 	}
 	p := cfg.plan()
+	rep, err := runSync(ctx, cfg, p)
+	if err != nil {
+		return nil, err
+	}
+	return rep, compare(ctx, cfg, p, rep)
+}
+
+// RunServed starts a server of its own (StartServer), runs the workload
+// against it (as Run) while sampling its RSS, stops it, then measures the
+// ceiling and reference when configured.
+func RunServed(ctx context.Context, cfg Config, sc ServeConfig) (*Report, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	srv, err := StartServer(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	cfg.URL, cfg.Tokens = srv.URL, SecretTokens(srv.Secret, "", "", 24*time.Hour)
+	p := cfg.plan()
+	rss := sampleRSS(srv.PID, 100*time.Millisecond)
+	rep, err := runSync(ctx, cfg, p)
+	server := rss.finish(srv.DB)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w\nserver log (tail):\n%s", err, srv.Logs())
+	}
+	rep.Server = server
+	srv.Stop()
+	return rep, compare(ctx, cfg, p, rep)
+}
+
+// compare runs the ceiling and the reference configured and sets the
+// report's ratios and verdict.
+func compare(ctx context.Context, cfg Config, p *Plan, rep *Report) error {
+	if cfg.CeilingDSN != "" {
+		cr, err := RunCeiling(ctx, cfg.CeilingDSN, p, cfg.Batch, cfg.Clients, cfg.PullLimit)
+		if err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
+		rep.Ceiling = cr
+		if cfg.Reference {
+			rr, err := RunReference(ctx, cfg.CeilingDSN, p, cfg.Batch, cfg.Clients, cfg.PullLimit)
+			if err != nil {
+				return fmt.Errorf("reference: %w", err)
+			}
+			rep.Reference = rr
+		}
+	}
+	rep.Ratio = ratios(rep, rep.Ceiling, rep.Reference)
+	rep.Verified = rep.Verify.OK() && (rep.Ceiling == nil || rep.Ceiling.Verified) &&
+		(rep.Reference == nil || rep.Reference.Verified)
+	return nil
+}
+
+// runSync pushes the plan to cfg.URL, pulls it back and verifies it.
+func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 	rep := &Report{RunID: cfg.RunID, Users: len(p.Users), Events: p.Events(-1), Verify: &Verification{}}
 	tokens, err := tokensFor(ctx, cfg.Tokens, p.Users, cfg.Clients)
 	if err != nil {
@@ -142,20 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.Pull = pullStats(entries, time.Since(start), pages)
-
-	if cfg.CeilingDSN != "" {
-		cr, err := RunCeiling(ctx, cfg.CeilingDSN, p, cfg.Batch, cfg.Clients, cfg.PullLimit)
-		if err != nil {
-			return nil, fmt.Errorf("ceiling: %w", err)
-		}
-		rep.Ceiling = cr
-		rep.Ratio = &Ratio{
-			PushVsInsert: ratio(rep.Push.EventsPerSec, cr.Insert.Push.EventsPerSec),
-			PushVsCopy:   ratio(rep.Push.EventsPerSec, cr.Copy.Push.EventsPerSec),
-			PullVsDB:     ratio(rep.Pull.EntriesPerSec, max(cr.Insert.Pull.EntriesPerSec, cr.Copy.Pull.EntriesPerSec)),
-		}
-	}
-	rep.Verified = rep.Verify.OK() && (rep.Ceiling == nil || rep.Ceiling.Verified)
+	rep.Verified = rep.Verify.OK()
 	return rep, nil
 }
 
