@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/jsonscan"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
 )
@@ -22,7 +23,9 @@ type Store interface {
 	ChangesAcross(ctx context.Context, after map[string]string, limit int) ([]changelog.Entry, error)
 	// ScopesLike lists the existing scopes matching keyMatch patterns.
 	ScopesLike(ctx context.Context, patterns []string) ([]string, error)
-	Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error)
+	// LoadScoped returns the records of model with the given primary keys
+	// and, for each, the scopes it resolves to now.
+	LoadScoped(ctx context.Context, model string, keys [][]any) ([]schema.Record, [][]string, error)
 }
 
 // Authorizer decides whether subject, with its token's per-scope roles,
@@ -344,12 +347,12 @@ func (s *Service) scopes(ctx context.Context, who *reader) ([]string, error) {
 	return out, nil
 }
 
-// materialize returns, per entry, its record's current JSON or nil: one
-// query per model on the page, then one per ownership level to find each
-// record's current scope.
+// materialize returns, per entry, its record's current JSON or nil when
+// the record is gone or no longer in a scope the reader may pull: one
+// query per model on the page, which also resolves each record's current
+// scopes.
 func (s *Service) materialize(ctx context.Context, who *reader, entries []changelog.Entry) ([]json.RawMessage, error) {
-	set := scope.NewSet(s.sch, s.own, s.store)
-	keys := make([][]any, len(entries))
+	keys := make([]string, len(entries))
 	byModel := map[string][][]any{}
 	var order []string
 	for i, e := range entries {
@@ -361,65 +364,96 @@ func (s *Service) materialize(ctx context.Context, who *reader, entries []change
 		if err != nil {
 			return nil, fmt.Errorf("changelog entry %s: key path %s: %w", e.ID, e.KeyPath, err)
 		}
-		keys[i] = pk
+		keys[i] = scope.KeyJSON(pk)
 		if _, ok := byModel[e.Model]; !ok {
 			order = append(order, e.Model)
 		}
 		byModel[e.Model] = append(byModel[e.Model], pk)
 	}
-	refs := make([]scope.Ref, 0, len(order))
-	for _, m := range order {
-		refs = append(refs, scope.Ref{Model: m, Fields: s.sch.Model(m).PrimaryKey, Keys: byModel[m]})
-	}
-	if _, err := set.Load(ctx, refs); err != nil {
-		return nil, err
+	// model → key → the record's JSON, when the reader may see it
+	found := make(map[string]map[string]json.RawMessage, len(order))
+	for _, model := range order {
+		m := s.sch.Model(model)
+		recs, scopes, err := s.store.LoadScoped(ctx, model, byModel[model])
+		if err != nil {
+			return nil, err
+		}
+		got := make(map[string]json.RawMessage, len(recs))
+		for i, rec := range recs {
+			visible := false
+			for _, sc := range scopes[i] {
+				ok, err := who.allow(s.authz, sc, model)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					visible = true
+					break
+				}
+			}
+			if !visible {
+				continue
+			}
+			pk := make([]any, len(m.PrimaryKey))
+			for k, f := range m.PrimaryKey {
+				pk[k] = rec[f]
+			}
+			b, err := m.MarshalRecord(rec)
+			if err != nil {
+				return nil, fmt.Errorf("%s record %s: %w", model, scope.KeyJSON(pk), err)
+			}
+			got[scope.KeyJSON(pk)] = b
+		}
+		found[model] = got
 	}
 	out := make([]json.RawMessage, len(entries))
 	for i, e := range entries {
-		if keys[i] == nil {
-			continue
+		if keys[i] != "" {
+			out[i] = found[e.Model][keys[i]]
 		}
-		rec, err := set.Get(ctx, e.Model, keys[i])
-		if err != nil || rec == nil {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
-		scopes, err := set.Scopes(ctx, e.Model, rec)
-		if errors.Is(err, scope.ErrNoScope) || errors.Is(err, scope.ErrMissingParent) {
-			continue
-		} else if err != nil {
-			return nil, err
-		}
-		visible := false
-		for _, sc := range scopes {
-			ok, err := who.allow(s.authz, sc, e.Model)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				visible = true
-				break
-			}
-		}
-		if !visible {
-			continue
-		}
-		m := s.sch.Model(e.Model)
-		b, err := m.MarshalRecord(scope.Clean(copyRecord(rec)))
-		if err != nil {
-			return nil, fmt.Errorf("changelog entry %s: %w", e.ID, err)
-		}
-		out[i] = b
 	}
 	return out, nil
 }
 
-func copyRecord(r schema.Record) schema.Record {
-	c := make(schema.Record, len(r))
-	for k, v := range r {
-		c[k] = v
+// AppendJSON appends the response as JSON to dst: the same document
+// encoding/json makes of it, without re-validating the records, which
+// are JSON made by the schema's encoder.
+func (r *Response) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"cursor":`...)
+	if r.Cursor == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = jsonscan.AppendString(dst, *r.Cursor)
 	}
-	return c
+	dst = append(dst, `,"logsWithRecords":[`...)
+	for i, l := range r.LogsWithRecords {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"id":`...)
+		dst = jsonscan.AppendString(dst, l.ID)
+		dst = append(dst, `,"changelogId":`...)
+		dst = jsonscan.AppendString(dst, l.ChangelogID)
+		dst = append(dst, `,"model":`...)
+		dst = jsonscan.AppendString(dst, l.Model)
+		dst = append(dst, `,"keyPath":`...)
+		dst = appendRaw(dst, l.KeyPath)
+		dst = append(dst, `,"operation":`...)
+		dst = jsonscan.AppendString(dst, l.Operation)
+		dst = append(dst, `,"scopeKey":`...)
+		dst = jsonscan.AppendString(dst, l.ScopeKey)
+		dst = append(dst, `,"outboxEventId":`...)
+		dst = jsonscan.AppendString(dst, l.OutboxEventID)
+		dst = append(dst, `,"record":`...)
+		dst = appendRaw(dst, l.Record)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}"...)
+}
+
+func appendRaw(dst []byte, raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return append(dst, "null"...)
+	}
+	return append(dst, raw...)
 }

@@ -54,13 +54,18 @@ func (tx *fakeTx) LastScopes(ctx context.Context, model string, keyPaths []strin
 func (tx *fakeTx) LockScopes(ctx context.Context, scopes []string) (map[string]string, error) {
 	return tx.LockScopesFunc(ctx, scopes)
 }
-func (tx *fakeTx) Upsert(ctx context.Context, model string, recs []schema.Record) error {
-	return tx.UpsertFunc(ctx, model, recs)
-}
-func (tx *fakeTx) Delete(ctx context.Context, model string, keys [][]any) error {
-	return tx.DeleteFunc(ctx, model, keys)
-}
-func (tx *fakeTx) AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error {
+func (tx *fakeTx) Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string) error {
+	for _, w := range writes {
+		var err error
+		if len(w.Delete) > 0 {
+			err = tx.DeleteFunc(ctx, w.Model, w.Delete)
+		} else {
+			err = tx.UpsertFunc(ctx, w.Model, w.Upsert)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return tx.AppendChangelogFunc(ctx, entries, heads)
 }
 func (tx *fakeTx) Commit() error   { return tx.CommitFunc() }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/store"
 )
 
 // Store opens write transactions on one tenant's storage and reads its
@@ -32,9 +33,9 @@ type Tx interface {
 	Reads
 	// LockScopes locks the scopes' head rows and returns their last ids.
 	LockScopes(ctx context.Context, scopes []string) (map[string]string, error)
-	Upsert(ctx context.Context, model string, recs []schema.Record) error
-	Delete(ctx context.Context, model string, keys [][]any) error
-	AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error
+	// Apply performs the writes in order, then appends the changelog
+	// entries and moves the locked scope heads to the given last ids.
+	Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string) error
 	Commit() error
 	Rollback() error
 }

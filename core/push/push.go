@@ -628,10 +628,7 @@ func (s *Service) write(ctx context.Context, tx Tx, items []*item, changes []cha
 			}
 		}
 	}
-	if err := s.writeRecords(ctx, tx, items, changes); err != nil {
-		return nil, err
-	}
-	if err := tx.AppendChangelog(ctx, entries, heads); err != nil {
+	if err := tx.Apply(ctx, s.writes(items, changes), entries, heads); err != nil {
 		return nil, err
 	}
 	for j, c := range changes {
@@ -641,60 +638,49 @@ func (s *Service) write(ctx context.Context, tx Tx, items []*item, changes []cha
 	return heads, nil
 }
 
-func (s *Service) writeRecords(ctx context.Context, tx Tx, items []*item, changes []change) error {
+// writes turns the accepted changes into the store's writes, in order:
+// consecutive upserts become one multi-row upsert per model (parents
+// first), consecutive deletes one delete per model (children first).
+func (s *Service) writes(items []*item, changes []change) []store.Write {
 	synced := s.own.Synced()
+	var out []store.Write
 	upserts := map[string]map[string]schema.Record{}
 	deletes := map[string]map[string][]any{}
-	flushUpserts := func() error {
+	flushUpserts := func() {
 		for _, m := range synced { // parents first
-			recs := upserts[m.Name]
-			if len(recs) == 0 {
-				continue
-			}
-			if err := tx.Upsert(ctx, m.Name, slices.Collect(maps.Values(recs))); err != nil {
-				return err
+			if recs := upserts[m.Name]; len(recs) > 0 {
+				out = append(out, store.Write{Model: m.Name, Upsert: slices.Collect(maps.Values(recs))})
 			}
 		}
 		clear(upserts)
-		return nil
 	}
-	flushDeletes := func() error {
+	flushDeletes := func() {
 		for k := len(synced) - 1; k >= 0; k-- { // children first
 			m := synced[k]
-			keys := deletes[m.Name]
-			if len(keys) == 0 {
-				continue
-			}
-			if err := tx.Delete(ctx, m.Name, slices.Collect(maps.Values(keys))); err != nil {
-				return err
+			if keys := deletes[m.Name]; len(keys) > 0 {
+				out = append(out, store.Write{Model: m.Name, Delete: slices.Collect(maps.Values(keys))})
 			}
 		}
 		clear(deletes)
-		return nil
 	}
 	for _, c := range changes {
 		it := items[c.idx]
 		key := scope.KeyJSON(it.pk)
 		if c.op == changelog.Delete {
-			if err := flushUpserts(); err != nil {
-				return err
-			}
+			flushUpserts()
 			if deletes[it.model.Name] == nil {
 				deletes[it.model.Name] = map[string][]any{}
 			}
 			deletes[it.model.Name][key] = it.pk
 			continue
 		}
-		if err := flushDeletes(); err != nil {
-			return err
-		}
+		flushDeletes()
 		if upserts[it.model.Name] == nil {
 			upserts[it.model.Name] = map[string]schema.Record{}
 		}
 		upserts[it.model.Name][key] = it.rec
 	}
-	if err := flushUpserts(); err != nil {
-		return err
-	}
-	return flushDeletes()
+	flushUpserts()
+	flushDeletes()
+	return out
 }

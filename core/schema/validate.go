@@ -179,50 +179,52 @@ func (m *Model) Key(r Record) []any {
 // that are not fields of the model, and values of the wrong Go type, are
 // errors.
 func (m *Model) MarshalRecord(r Record) (json.RawMessage, error) {
+	b, err := m.AppendRecord(nil, r)
+	return b, err
+}
+
+// AppendRecord is MarshalRecord appending to dst.
+func (m *Model) AppendRecord(dst []byte, r Record) ([]byte, error) {
 	for k := range r {
 		if m.Field(k) == nil {
 			return nil, fmt.Errorf("schema: model %s has no field %q", m.Name, k)
 		}
 	}
-	var buf bytes.Buffer
-	buf.WriteByte('{')
+	dst = append(dst, '{')
 	for i, f := range m.Fields {
 		if i > 0 {
-			buf.WriteByte(',')
+			dst = append(dst, ',')
 		}
-		name, _ := json.Marshal(f.Name)
-		buf.Write(name)
-		buf.WriteByte(':')
+		dst = jsonscan.AppendString(dst, f.Name)
+		dst = append(dst, ':')
 		v := r[f.Name]
 		var err error
 		if l, ok := v.([]any); ok && f.List {
-			buf.WriteByte('[')
+			dst = append(dst, '[')
 			for j, el := range l {
 				if j > 0 {
-					buf.WriteByte(',')
+					dst = append(dst, ',')
 				}
-				if err = f.marshalScalar(&buf, el); err != nil {
+				if dst, err = f.appendScalar(dst, el); err != nil {
 					break
 				}
 			}
-			buf.WriteByte(']')
+			dst = append(dst, ']')
 		} else if f.List && v != nil {
 			err = fmt.Errorf("want []any, got %T", v)
 		} else {
-			err = f.marshalScalar(&buf, v)
+			dst, err = f.appendScalar(dst, v)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("schema: %s.%s: %w", m.Name, f.Name, err)
 		}
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return append(dst, '}'), nil
 }
 
-func (f *Field) marshalScalar(buf *bytes.Buffer, v any) error {
+func (f *Field) appendScalar(dst []byte, v any) ([]byte, error) {
 	if v == nil {
-		buf.WriteString("null")
-		return nil
+		return append(dst, "null"...), nil
 	}
 	var ok bool
 	switch f.Type {
@@ -236,7 +238,7 @@ func (f *Field) marshalScalar(buf *bytes.Buffer, v any) error {
 		case int32:
 			n, ok = int64(x), true
 		}
-		buf.WriteString(strconv.FormatInt(n, 10))
+		dst = strconv.AppendInt(dst, n, 10)
 	case Float:
 		var x float64
 		switch y := v.(type) {
@@ -248,42 +250,45 @@ func (f *Field) marshalScalar(buf *bytes.Buffer, v any) error {
 		if ok {
 			b, err := json.Marshal(x)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			buf.Write(b)
+			dst = append(dst, b...)
 		}
 	case Boolean:
 		var b bool
 		b, ok = v.(bool)
-		buf.WriteString(strconv.FormatBool(b))
+		dst = strconv.AppendBool(dst, b)
 	case DateTime:
 		var t time.Time
 		t, ok = v.(time.Time)
 		if t = t.UTC(); ok && (t.Year() < 1 || t.Year() > 9999) {
-			return fmt.Errorf("DateTime %v is outside the years 0001 to 9999", t)
+			return nil, fmt.Errorf("DateTime %v is outside the years 0001 to 9999", t)
 		}
-		buf.WriteString(`"` + t.Format(TimeLayout) + `"`)
+		dst = append(dst, '"')
+		dst = t.AppendFormat(dst, TimeLayout)
+		dst = append(dst, '"')
 	case JSON:
 		var raw json.RawMessage
 		raw, ok = v.(json.RawMessage)
 		if ok && !json.Valid(raw) {
-			return errors.New("invalid JSON value")
+			return nil, errors.New("invalid JSON value")
 		}
-		buf.Write(raw)
+		dst = append(dst, raw...)
 	case Bytes:
 		var b []byte
 		b, ok = v.([]byte)
-		buf.WriteString(`"` + base64.StdEncoding.EncodeToString(b) + `"`)
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, b)
+		dst = append(dst, '"')
 	default: // String, Decimal, enums
 		var s string
 		s, ok = v.(string)
-		b, _ := json.Marshal(s)
-		buf.Write(b)
+		dst = jsonscan.AppendString(dst, s)
 	}
 	if !ok {
-		return fmt.Errorf("unexpected Go type %T for %s", v, f.Type)
+		return nil, fmt.Errorf("unexpected Go type %T for %s", v, f.Type)
 	}
-	return nil
+	return dst, nil
 }
 
 func decodeObject(payload json.RawMessage) (map[string]json.RawMessage, error) {

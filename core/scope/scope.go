@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/syncplane/syncplane/core/jsonscan"
 	"github.com/syncplane/syncplane/core/schema"
 )
 
@@ -48,15 +49,27 @@ func NewSet(sch *schema.Schema, own *schema.Ownership, loader Loader) *Set {
 // KeyJSON is the canonical JSON text of key values: the changelog's keyPath
 // and the set's map key. DateTime values use the wire format.
 func KeyJSON(vals []any) string {
-	out := make([]any, len(vals))
+	b := make([]byte, 0, 48)
+	b = append(b, '[')
 	for i, v := range vals {
-		if t, ok := v.(time.Time); ok {
-			v = t.UTC().Format("2006-01-02T15:04:05.000Z")
+		if i > 0 {
+			b = append(b, ',')
 		}
-		out[i] = v
+		switch x := v.(type) {
+		case string:
+			b = jsonscan.AppendString(b, x)
+		case int64:
+			b = strconv.AppendInt(b, x, 10)
+		case time.Time:
+			b = append(b, '"')
+			b = x.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+			b = append(b, '"')
+		default:
+			j, _ := json.Marshal(x)
+			b = append(b, j...)
+		}
 	}
-	b, _ := json.Marshal(out)
-	return string(b)
+	return string(append(b, ']'))
 }
 
 func lookupKey(fields []string, vals []any) string {

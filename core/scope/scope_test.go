@@ -2,6 +2,7 @@ package scope_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -489,5 +490,26 @@ func TestChildren(t *testing.T) {
 	slices.Sort(names)
 	if diff := cmp.Diff([]string{"Badge:b1", "Doc:d2", "Folder:f1"}, names); diff != "" {
 		t.Errorf("children of u1 (-want +got):\n%s", diff)
+	}
+}
+
+// KeyJSON writes what json.Marshal writes for the key's values (times as
+// UTC milliseconds).
+func TestKeyJSONMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.FixedZone("x", 3600))
+	for _, vals := range [][]any{
+		{}, {"a"}, {"<&>\"\\\n\u2028\xff"}, {int64(-42), "b"}, {at}, {1.5, true, nil}, {"w1", "u1"},
+	} {
+		ref := make([]any, len(vals))
+		for i, v := range vals {
+			if tm, ok := v.(time.Time); ok {
+				v = tm.UTC().Format("2006-01-02T15:04:05.000Z")
+			}
+			ref[i] = v
+		}
+		want, _ := json.Marshal(ref)
+		if got := scope.KeyJSON(vals); got != string(want) {
+			t.Errorf("KeyJSON(%v) = %s, want %s", vals, got, want)
+		}
 	}
 }

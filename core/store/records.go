@@ -85,6 +85,9 @@ func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, lim
 		scopes = append(scopes, sc)
 	}
 	sort.Strings(scopes)
+	if t.d.name() == "postgres" {
+		return t.pgChangesAcross(ctx, scopes, after, limit)
+	}
 	var b strings.Builder
 	args := make([]any, 0, 3*len(scopes)+1)
 	for i, sc := range scopes {
@@ -103,6 +106,12 @@ func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, lim
 	if err != nil {
 		return nil, classify(err)
 	}
+	return scanEntries(rows)
+}
+
+// scanEntries reads changelog entries (columns as in ChangesAcross) and
+// closes rows.
+func scanEntries(rows *sql.Rows) ([]changelog.Entry, error) {
 	defer rows.Close()
 	var out []changelog.Entry
 	for rows.Next() {
@@ -200,7 +209,14 @@ func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, ids []string) 
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := db.QueryContext(ctx, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id IN (?)`, bun.In(ids))
+	var rows *sql.Rows
+	var err error
+	if t.d.name() == "postgres" {
+		p := &pgArgs{}
+		rows, err = pgQuery(ctx, db, p, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id = ANY(`+p.bind(ids, "text[]")+")")
+	} else {
+		rows, err = db.QueryContext(ctx, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id IN (?)`, bun.In(ids))
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -256,18 +272,24 @@ func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string
 	if len(scopes) == 0 {
 		return out, nil
 	}
-	var b strings.Builder
-	args := make([]any, 0, len(scopes))
-	b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
-	for i, s := range scopes {
-		if i > 0 {
-			b.WriteString(", ")
+	var rows *sql.Rows
+	var err error
+	if x.t.d.name() == "postgres" {
+		rows, err = x.pgLockScopes(ctx, scopes)
+	} else {
+		var b strings.Builder
+		args := make([]any, 0, len(scopes))
+		b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
+		for i, s := range scopes {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, '')")
+			args = append(args, s)
 		}
-		b.WriteString("(?, '')")
-		args = append(args, s)
+		b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id")
+		rows, err = x.tx.QueryContext(ctx, b.String(), args...)
 	}
-	b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id")
-	rows, err := x.tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -284,106 +306,19 @@ func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string
 
 // Upsert writes whole records of model, inserting or replacing by primary key.
 func (x *Tx) Upsert(ctx context.Context, model string, recs []schema.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	ti, err := x.t.info(model)
-	if err != nil {
-		return err
-	}
-	var b strings.Builder
-	args := make([]any, 0, len(recs)*len(ti.cols))
-	b.WriteString("INSERT INTO " + ti.name + " (" + strings.Join(ti.cols, ", ") + ") VALUES ")
-	for i, r := range recs {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(")
-		for j, c := range ti.table.Columns {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("?")
-			args = append(args, x.t.d.encode(c.Type, r[c.Field]))
-		}
-		b.WriteString(")")
-	}
-	b.WriteString(" ON CONFLICT (" + strings.Join(ti.pk, ", ") + ")")
-	var set []string
-	for _, c := range ti.cols {
-		if !contains(ti.pk, c) {
-			set = append(set, c+" = EXCLUDED."+c)
-		}
-	}
-	if len(set) == 0 {
-		b.WriteString(" DO NOTHING")
-	} else {
-		b.WriteString(" DO UPDATE SET " + strings.Join(set, ", "))
-	}
-	_, err = x.tx.ExecContext(ctx, b.String(), args...)
-	return constraint(err)
+	return x.Apply(ctx, []Write{{Model: model, Upsert: recs}}, nil, nil)
 }
 
 // Delete removes the records of model with the given primary keys; the
 // database applies each relation's onDelete to their children.
 func (x *Tx) Delete(ctx context.Context, model string, keys [][]any) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	ti, err := x.t.info(model)
-	if err != nil {
-		return err
-	}
-	where, args := x.t.keyFilter(ti, ti.model.PrimaryKey, keys)
-	_, err = x.tx.ExecContext(ctx, "DELETE FROM "+ti.name+" WHERE "+where, args...)
-	return constraint(err)
+	return x.Apply(ctx, []Write{{Model: model, Delete: keys}}, nil, nil)
 }
 
 // AppendChangelog inserts entries and moves the locked scope heads to the
 // given last ids.
 func (x *Tx) AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	args := make([]any, 0, len(entries)*7)
-	b.WriteString("INSERT INTO " + x.t.prefix + `"_changelog" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) VALUES `)
-	for i, e := range entries {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, e.ID, e.Model, string(e.KeyPath), string(e.Operation), e.ScopeKey, e.OutboxEventID,
-			x.t.d.encode(schema.DateTime, e.CreatedAt))
-	}
-	if _, err := x.tx.ExecContext(ctx, b.String(), args...); err != nil {
-		return constraint(err)
-	}
-	b.Reset()
-	args = args[:0]
-	notify := x.t.d.name() == "postgres"
-	if notify {
-		// The same statement tells other processes: NOTIFY is delivered on
-		// commit only, one per touched scope (see Store.Listen).
-		b.WriteString("WITH h AS (")
-	}
-	b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
-	i := 0
-	for s, last := range heads {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		i++
-		b.WriteString("(?, ?)")
-		args = append(args, s, last)
-	}
-	b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id")
-	if notify {
-		b.WriteString(" RETURNING scope_key, last_id) SELECT pg_notify('" + NotifyChannel + "', ? || '|' || scope_key || '|' || last_id) FROM h")
-		args = append(args, x.t.id)
-	}
-	_, err := x.tx.ExecContext(ctx, b.String(), args...)
-	return classify(err)
+	return x.Apply(ctx, nil, entries, heads)
 }
 
 func (t *Tenant) info(model string) (*tableInfo, error) {
@@ -394,15 +329,16 @@ func (t *Tenant) info(model string) (*tableInfo, error) {
 	return ti, nil
 }
 
-// keyFilter renders "fields IN keys" for one or several columns.
-func (t *Tenant) keyFilter(ti *tableInfo, fields []string, keys [][]any) (string, []any) {
+// keyFilter renders "fields IN keys" for one or several columns, each
+// column prefixed with alias (e.g. "m." or "").
+func (t *Tenant) keyFilter(ti *tableInfo, alias string, fields []string, keys [][]any) (string, []any) {
 	cols := make([]string, len(fields))
 	types := make([]string, len(fields))
 	for i, f := range fields {
-		cols[i] = quote(f)
+		cols[i] = alias + quote(f)
 		types[i] = f
 		if fd := ti.model.Field(f); fd != nil {
-			cols[i] = quote(fd.Column)
+			cols[i] = alias + quote(fd.Column)
 			types[i] = fd.Type
 		}
 	}
@@ -456,27 +392,37 @@ func (t *Tenant) query(ctx context.Context, db bun.IConn, model string, fields [
 		return nil, err
 	}
 	q, args := "SELECT "+ti.selects+" FROM "+ti.name, []any(nil)
-	if len(fields) > 0 {
+	var rows *sql.Rows
+	if t.d.name() == "postgres" && len(fields) > 0 && limit == 0 {
+		p := &pgArgs{}
 		var where string
-		where, args = t.keyFilter(ti, fields, keys)
-		q += " WHERE " + where
+		if where, err = pgKeyFilter(p, ti, "", fields, keys); err != nil {
+			return nil, err
+		}
+		rows, err = pgQuery(ctx, db, p, q+" WHERE "+where)
+	} else {
+		if len(fields) > 0 {
+			var where string
+			where, args = t.keyFilter(ti, "", fields, keys)
+			q += " WHERE " + where
+		}
+		if limit > 0 {
+			q += " ORDER BY " + strings.Join(ti.pk, ", ") + " LIMIT ?"
+			args = append(args, limit)
+		}
+		rows, err = db.QueryContext(ctx, q, args...)
 	}
-	if limit > 0 {
-		q += " ORDER BY " + strings.Join(ti.pk, ", ") + " LIMIT ?"
-		args = append(args, limit)
-	}
-	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, classify(err)
 	}
 	defer rows.Close()
 	dest := make([]any, len(ti.table.Columns))
 	decode := make([]func() (any, error), len(ti.table.Columns))
+	for i, c := range ti.table.Columns {
+		dest[i], decode[i] = scanTarget(t.d, c)
+	}
 	var out []schema.Record
 	for rows.Next() {
-		for i, c := range ti.table.Columns {
-			dest[i], decode[i] = scanTarget(t.d, c)
-		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, classify(err))
 		}

@@ -24,6 +24,7 @@ type Tenant struct {
 	d      dialect
 	prefix string // `"t_acme".` on PostgreSQL, "" on SQLite
 	tables map[string]*tableInfo
+	own    *schema.Ownership
 }
 
 // tableInfo is how one model is stored.
@@ -34,6 +35,11 @@ type tableInfo struct {
 	cols    []string // quoted column names, in field order
 	selects string   // the select list for all columns
 	pk      []string // quoted primary key columns
+
+	byField    map[string]Column
+	onConflict string // an upsert's ON CONFLICT clause
+	scoped     string // SELECT … FROM … of the records with a scope per ownership path
+	paths      int    // how many scope columns scoped reads
 }
 
 // Tenant opens a tenant's storage and brings its tables to the layout of
@@ -49,12 +55,15 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	if err != nil {
 		return nil, err
 	}
-	t := &Tenant{id: id, db: db, d: s.dialect, tables: map[string]*tableInfo{}}
+	t := &Tenant{id: id, db: db, d: s.dialect, tables: map[string]*tableInfo{}, own: own}
 	if s.Postgres() {
 		t.prefix = quote(schemaName(id)) + "."
 	}
 	for _, tb := range layout.Tables {
 		t.tables[tb.Model] = t.newTableInfo(sch.Model(tb.Model), tb)
+	}
+	for _, ti := range t.tables {
+		ti.scoped, ti.paths = t.scopedSelect(ti)
 	}
 	if err := t.migrate(ctx, layout); err != nil {
 		return nil, err
@@ -73,15 +82,28 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 func schemaName(id string) string { return "t_" + strings.ReplaceAll(id, "-", "_") }
 
 func (t *Tenant) newTableInfo(m *schema.Model, tb Table) *tableInfo {
-	ti := &tableInfo{model: m, table: tb, name: t.prefix + quote(tb.Name)}
+	ti := &tableInfo{model: m, table: tb, name: t.prefix + quote(tb.Name), byField: map[string]Column{}}
 	sel := make([]string, len(tb.Columns))
 	for i, c := range tb.Columns {
 		ti.cols = append(ti.cols, quote(c.Name))
+		ti.byField[c.Field] = c
 		sel[i] = t.d.selectExpr(quote(c.Name), c)
 	}
 	ti.selects = strings.Join(sel, ", ")
 	for _, c := range tb.PrimaryKey {
 		ti.pk = append(ti.pk, quote(c))
+	}
+	var set []string
+	for _, c := range ti.cols {
+		if !contains(ti.pk, c) {
+			set = append(set, c+" = EXCLUDED."+c)
+		}
+	}
+	ti.onConflict = " ON CONFLICT (" + strings.Join(ti.pk, ", ") + ")"
+	if len(set) == 0 {
+		ti.onConflict += " DO NOTHING"
+	} else {
+		ti.onConflict += " DO UPDATE SET " + strings.Join(set, ", ")
 	}
 	return ti
 }

@@ -1,0 +1,398 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/uptrace/bun"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+// The hot statements of push and pull on PostgreSQL.
+//
+// bun renders arguments into the SQL text, so PostgreSQL parses and plans
+// every statement anew: for a 100-row upsert that is most of the work. The
+// statements below instead have one shape whatever the number of rows —
+// rows travel as one array parameter per column (unnest, = ANY) — and are
+// sent through the same database/sql pool as prepared statements that pgx
+// caches per connection, with binary parameters. Everything else (DDL,
+// migrations, rare reads, SQLite) goes through bun.
+
+// prepared makes pgx prepare the statement once per connection and reuse
+// it (the pool's default mode is the simple protocol, see Open).
+var prepared any = pgx.QueryExecModeCacheStatement
+
+// pgArgs numbers the parameters of one statement (or of several combined
+// into one).
+type pgArgs struct{ args []any }
+
+// bind adds v and returns its placeholder, cast to typ when typ is set.
+func (p *pgArgs) bind(v any, typ string) string {
+	p.args = append(p.args, v)
+	ph := "$" + strconv.Itoa(len(p.args))
+	if typ != "" {
+		ph += "::" + typ
+	}
+	return ph
+}
+
+func (p *pgArgs) all() []any { return append([]any{prepared}, p.args...) }
+
+// pgArray turns one column's values into a typed Go slice that pgx sends
+// as a PostgreSQL array (nil elements are NULL), with the array's SQL type
+// and the cast that turns an element into the column's type ("" if none).
+func pgArray(c Column, vals []any) (arr any, typ, cast string, err error) {
+	bad := func(v any) error { return fmt.Errorf("column %s (%s): unexpected Go type %T", c.Name, c.Type, v) }
+	strs := func(conv func(v any) (string, bool)) (any, error) {
+		out := make([]*string, len(vals))
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			s, ok := conv(v)
+			if !ok {
+				return nil, bad(v)
+			}
+			out[i] = &s
+		}
+		return out, nil
+	}
+	if c.List {
+		arr, err = strs(func(v any) (string, bool) {
+			l, ok := v.([]any)
+			return encodeList(c.Type, l), ok
+		})
+		return arr, "text[]", "jsonb", err
+	}
+	switch c.Type {
+	case schema.Int, schema.BigInt:
+		out := make([]*int64, len(vals))
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			n, ok := v.(int64)
+			if !ok {
+				return nil, "", "", bad(v)
+			}
+			out[i] = &n
+		}
+		return out, "bigint[]", "", nil
+	case schema.Float:
+		out := make([]*float64, len(vals))
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			f, ok := v.(float64)
+			if !ok {
+				return nil, "", "", bad(v)
+			}
+			out[i] = &f
+		}
+		return out, "float8[]", "", nil
+	case schema.Boolean:
+		out := make([]*bool, len(vals))
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			b, ok := v.(bool)
+			if !ok {
+				return nil, "", "", bad(v)
+			}
+			out[i] = &b
+		}
+		return out, "bool[]", "", nil
+	case schema.DateTime:
+		out := make([]*time.Time, len(vals))
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			t, ok := v.(time.Time)
+			if !ok {
+				return nil, "", "", bad(v)
+			}
+			t = t.UTC()
+			out[i] = &t
+		}
+		return out, "timestamptz[]", "", nil
+	case schema.Bytes:
+		out := make([][]byte, len(vals))
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			b, ok := v.([]byte)
+			if !ok {
+				return nil, "", "", bad(v)
+			}
+			if b == nil {
+				b = []byte{} // an empty value, not NULL
+			}
+			out[i] = b
+		}
+		return out, "bytea[]", "", nil
+	case schema.JSON:
+		arr, err = strs(func(v any) (string, bool) {
+			raw, ok := v.(json.RawMessage)
+			return string(raw), ok
+		})
+		return arr, "text[]", "jsonb", err
+	case schema.Decimal:
+		arr, err = strs(func(v any) (string, bool) { s, ok := v.(string); return s, ok })
+		return arr, "text[]", "numeric", err
+	}
+	arr, err = strs(func(v any) (string, bool) { s, ok := v.(string); return s, ok }) // String, enums
+	return arr, "text[]", "", err
+}
+
+// pgRows renders "unnest($1::t1[], …) AS alias(a0, …)" over the given
+// columns of rows, and the select list that casts each element to its
+// column's type.
+func pgRows(p *pgArgs, cols []Column, rows [][]any, alias string) (from, selects string, err error) {
+	arrays := make([]string, len(cols))
+	names := make([]string, len(cols))
+	sel := make([]string, len(cols))
+	vals := make([]any, len(rows))
+	for j, c := range cols {
+		for i, r := range rows {
+			vals[i] = r[j]
+		}
+		arr, typ, cast, err := pgArray(c, vals)
+		if err != nil {
+			return "", "", err
+		}
+		arrays[j] = p.bind(arr, typ)
+		names[j] = "a" + strconv.Itoa(j)
+		sel[j] = alias + "." + names[j]
+		if cast != "" {
+			sel[j] += "::" + cast
+		}
+	}
+	return "unnest(" + strings.Join(arrays, ", ") + ") AS " + alias + "(" + strings.Join(names, ", ") + ")",
+		strings.Join(sel, ", "), nil
+}
+
+// keyColumns are the columns of fields (as keys of records of ti).
+func (ti *tableInfo) keyColumns(fields []string) ([]Column, error) {
+	out := make([]Column, len(fields))
+	for i, f := range fields {
+		c, ok := ti.byField[f]
+		if !ok {
+			return nil, fmt.Errorf("model %s has no column for field %q", ti.model.Name, f)
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// pgKeyFilter renders "fields IN keys" for PostgreSQL, each column
+// prefixed with alias ("m." or "").
+func pgKeyFilter(p *pgArgs, ti *tableInfo, alias string, fields []string, keys [][]any) (string, error) {
+	cols, err := ti.keyColumns(fields)
+	if err != nil {
+		return "", err
+	}
+	if len(cols) == 1 {
+		vals := make([]any, len(keys))
+		for i, k := range keys {
+			vals[i] = k[0]
+		}
+		arr, typ, cast, err := pgArray(cols[0], vals)
+		if err != nil {
+			return "", err
+		}
+		col := alias + quote(cols[0].Name)
+		if cast != "" {
+			return col + " = ANY(" + p.bind(arr, typ) + "::" + cast + "[])", nil
+		}
+		return col + " = ANY(" + p.bind(arr, typ) + ")", nil
+	}
+	from, sel, err := pgRows(p, cols, keys, "k")
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = alias + quote(c.Name)
+	}
+	return "(" + strings.Join(names, ", ") + ") IN (SELECT " + sel + " FROM " + from + ")", nil
+}
+
+// pgWrite renders one write; an empty write renders "".
+func (t *Tenant) pgWrite(p *pgArgs, w Write) (string, error) {
+	ti, err := t.info(w.Model)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case len(w.Delete) > 0:
+		where, err := pgKeyFilter(p, ti, "", ti.model.PrimaryKey, w.Delete)
+		if err != nil {
+			return "", err
+		}
+		return "DELETE FROM " + ti.name + " WHERE " + where, nil
+	case len(w.Upsert) > 0:
+		rows := make([][]any, len(w.Upsert))
+		for i, r := range w.Upsert {
+			row := make([]any, len(ti.table.Columns))
+			for j, c := range ti.table.Columns {
+				row[j] = r[c.Field]
+			}
+			rows[i] = row
+		}
+		from, sel, err := pgRows(p, ti.table.Columns, rows, "u")
+		if err != nil {
+			return "", fmt.Errorf("tenant %s: %s: %w", t.id, w.Model, err)
+		}
+		return "INSERT INTO " + ti.name + " (" + strings.Join(ti.cols, ", ") + ") SELECT " + sel + " FROM " + from + ti.onConflict, nil
+	}
+	return "", nil
+}
+
+func (t *Tenant) pgChangelog(p *pgArgs, entries []changelog.Entry) string {
+	n := len(entries)
+	ids, models, keys, ops, scopes, events := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	created := make([]time.Time, n)
+	for i, e := range entries {
+		ids[i], models[i], keys[i], ops[i], scopes[i], events[i] = e.ID, e.Model, string(e.KeyPath), string(e.Operation), e.ScopeKey, e.OutboxEventID
+		created[i] = e.CreatedAt.UTC()
+	}
+	return "INSERT INTO " + t.prefix + `"_changelog" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) SELECT * FROM unnest(` +
+		p.bind(ids, "text[]") + ", " + p.bind(models, "text[]") + ", " + p.bind(keys, "text[]") + ", " + p.bind(ops, "text[]") + ", " +
+		p.bind(scopes, "text[]") + ", " + p.bind(events, "text[]") + ", " + p.bind(created, "timestamptz[]") + ")"
+}
+
+// pgHeads moves the scope heads and, in the same statement, NOTIFYs other
+// processes (delivered on commit, one per touched scope, see Store.Listen).
+func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
+	scopes := sortedKeys(heads)
+	lasts := make([]string, len(scopes))
+	for i, s := range scopes {
+		lasts[i] = heads[s]
+	}
+	return "WITH h AS (INSERT INTO " + t.prefix + `"_scope_heads" (scope_key, last_id) SELECT * FROM unnest(` +
+		p.bind(scopes, "text[]") + ", " + p.bind(lasts, "text[]") + ") ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id" +
+		" RETURNING scope_key, last_id) SELECT pg_notify('" + NotifyChannel + "', " + p.bind(t.id, "text") + " || '|' || scope_key || '|' || last_id) FROM h"
+}
+
+// pgApply is Apply on PostgreSQL.
+func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string) error {
+	exec := func(p *pgArgs, q string) error {
+		_, err := x.tx.Tx.ExecContext(ctx, q, p.all()...)
+		return constraint(err)
+	}
+	if hasDelete(writes) {
+		for _, w := range writes {
+			p := &pgArgs{}
+			q, err := x.t.pgWrite(p, w)
+			if err != nil {
+				return err
+			}
+			if q != "" {
+				if err := exec(p, q); err != nil {
+					return err
+				}
+			}
+		}
+		writes = nil
+	}
+	// One statement: each part but the last is a data-modifying WITH
+	// subquery, which PostgreSQL runs to completion though nothing reads it.
+	p := &pgArgs{}
+	var parts []string
+	for _, w := range writes {
+		q, err := x.t.pgWrite(p, w)
+		if err != nil {
+			return err
+		}
+		if q != "" {
+			parts = append(parts, q)
+		}
+	}
+	if len(entries) > 0 {
+		parts = append(parts, x.t.pgChangelog(p, entries))
+		if len(heads) > 0 {
+			parts = append(parts, x.t.pgHeads(p, heads))
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return nil
+	case 1:
+		return exec(p, parts[0])
+	}
+	var b strings.Builder
+	b.WriteString("WITH ")
+	for i, q := range parts[:len(parts)-1] {
+		b.WriteString("w" + strconv.Itoa(i) + " AS (" + q + "), ")
+	}
+	last := parts[len(parts)-1]
+	if rest, ok := strings.CutPrefix(last, "WITH "); ok {
+		b.WriteString(rest)
+	} else {
+		b.WriteString("w AS (" + last + ") SELECT 1")
+	}
+	return exec(p, b.String())
+}
+
+// pgLockScopes is LockScopes on PostgreSQL; rows are inserted (and so
+// locked) in the array's order, which is sorted.
+func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (*sql.Rows, error) {
+	p := &pgArgs{}
+	q := "INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) SELECT s, '' FROM unnest(` + p.bind(scopes, "text[]") +
+		") WITH ORDINALITY AS u(s, n) ORDER BY n ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id"
+	return x.tx.Tx.QueryContext(ctx, q, p.all()...)
+}
+
+// pgQuery runs a read built with p on db (a *sql.DB or *sql.Tx).
+func pgQuery(ctx context.Context, db bun.IConn, p *pgArgs, q string) (*sql.Rows, error) {
+	switch c := db.(type) {
+	case bun.Tx:
+		return c.Tx.QueryContext(ctx, q, p.all()...)
+	case *bun.DB:
+		return c.DB.QueryContext(ctx, q, p.all()...)
+	}
+	return nil, fmt.Errorf("store: unexpected connection %T", db)
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pgChangesAcross is ChangesAcross on PostgreSQL: one statement whatever
+// the number of scopes, each scope read through its (scope_key, id) index.
+func (t *Tenant) pgChangesAcross(ctx context.Context, scopes []string, after map[string]string, limit int) ([]changelog.Entry, error) {
+	afters := make([]string, len(scopes))
+	for i, sc := range scopes {
+		afters[i] = after[sc]
+	}
+	p := &pgArgs{}
+	const cols = "id, model, key_path, operation, scope_key, outbox_event_id, created_at"
+	from := "unnest(" + p.bind(scopes, "text[]") + ", " + p.bind(afters, "text[]") + ") AS s(scope, after)"
+	lim := p.bind(int64(limit), "")
+	q := "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at FROM " + from +
+		" CROSS JOIN LATERAL (SELECT " + cols + " FROM " + t.prefix + `"_changelog" WHERE scope_key = s.scope AND id > s.after ORDER BY id LIMIT ` + lim +
+		") AS c ORDER BY c.id LIMIT " + lim
+	rows, err := t.db.DB.QueryContext(ctx, q, p.all()...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return scanEntries(rows)
+}

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+// scopedSelect renders the start of a query reading records of ti's model
+// (alias m) together with one scope column per ownership path: the root
+// key the path reaches, or NULL when a foreign key on the path is null.
+// Each hop but the last is a LEFT JOIN; the last hop's foreign key holds
+// the root's key itself when it references the root's primary key, and
+// the database's foreign keys guarantee that the root exists.
+func (t *Tenant) scopedSelect(ti *tableInfo) (string, int) {
+	if t.own == nil || !t.own.IsSynced(ti.model.Name) {
+		return "", 0
+	}
+	var sel, joins strings.Builder
+	for i, c := range ti.table.Columns {
+		if i > 0 {
+			sel.WriteString(", ")
+		}
+		sel.WriteString(t.d.selectExpr("m."+quote(c.Name), c))
+	}
+	root := t.own.Root
+	if ti.model.Name == root.Name {
+		sel.WriteString(", CAST(m." + quote(column(root, root.PrimaryKey[0])) + " AS TEXT)")
+		return "SELECT " + sel.String() + " FROM " + ti.name + " AS m", 1
+	}
+	paths := t.own.Paths(ti.model.Name)
+	for p, path := range paths {
+		from, model := "m", ti.model
+		for h, hop := range path {
+			target := t.tables[hop.Target].model
+			if h == len(path)-1 && slices.Equal(hop.References, root.PrimaryKey) {
+				sel.WriteString(", CAST(" + from + "." + quote(column(model, hop.Fields[0])) + " AS TEXT)")
+				break
+			}
+			alias := "p" + strconv.Itoa(p) + "_" + strconv.Itoa(h)
+			joins.WriteString(" LEFT JOIN " + t.tables[hop.Target].name + " AS " + alias + " ON ")
+			for k, f := range hop.Fields {
+				if k > 0 {
+					joins.WriteString(" AND ")
+				}
+				joins.WriteString(alias + "." + quote(column(target, hop.References[k])) + " = " + from + "." + quote(column(model, f)))
+			}
+			if h == len(path)-1 {
+				sel.WriteString(", CAST(" + alias + "." + quote(column(root, root.PrimaryKey[0])) + " AS TEXT)")
+			}
+			from, model = alias, target
+		}
+	}
+	return "SELECT " + sel.String() + " FROM " + ti.name + " AS m" + joins.String(), len(paths)
+}
+
+// column is the stored column of a model's field.
+func column(m *schema.Model, field string) string {
+	if f := m.Field(field); f != nil {
+		return f.Column
+	}
+	return field
+}
+
+// LoadScoped returns the committed records of a synced model with the
+// given primary keys and, for each, the scopes its ownership paths resolve
+// to now (shortest path first, without duplicates; none when every path
+// has a null foreign key): one query, whatever the depth of the model.
+func (t *Tenant) LoadScoped(ctx context.Context, model string, keys [][]any) ([]schema.Record, [][]string, error) {
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	ti, err := t.info(model)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ti.scoped == "" {
+		return nil, nil, fmt.Errorf("tenant %s: model %q is not synced", t.id, model)
+	}
+	var rows *sql.Rows
+	if t.d.name() == "postgres" {
+		p := &pgArgs{}
+		var where string
+		if where, err = pgKeyFilter(p, ti, "m.", ti.model.PrimaryKey, keys); err != nil {
+			return nil, nil, err
+		}
+		rows, err = pgQuery(ctx, t.db, p, ti.scoped+" WHERE "+where)
+	} else {
+		where, args := t.keyFilter(ti, "m.", ti.model.PrimaryKey, keys)
+		rows, err = t.db.QueryContext(ctx, ti.scoped+" WHERE "+where, args...)
+	}
+	if err != nil {
+		return nil, nil, classify(err)
+	}
+	defer rows.Close()
+	n := len(ti.table.Columns)
+	dest := make([]any, n+ti.paths)
+	decode := make([]func() (any, error), n)
+	for i, c := range ti.table.Columns {
+		dest[i], decode[i] = scanTarget(t.d, c)
+	}
+	scopes := make([]sql.NullString, ti.paths)
+	for i := range scopes {
+		dest[n+i] = &scopes[i]
+	}
+	var recs []schema.Record
+	var out [][]string
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, classify(err))
+		}
+		r := make(schema.Record, n)
+		for i, c := range ti.table.Columns {
+			v, err := decode[i]()
+			if err != nil {
+				return nil, nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, err)
+			}
+			r[c.Field] = v
+		}
+		var sc []string
+		for _, s := range scopes {
+			if s.Valid && !slices.Contains(sc, s.String) {
+				sc = append(sc, s.String)
+			}
+		}
+		recs = append(recs, r)
+		out = append(out, sc)
+	}
+	return recs, out, classify(rows.Err())
+}

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"strings"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+// A Write is one step of a transaction's writes: records of one model
+// inserted or replaced by primary key (Upsert), or records of one model
+// deleted by primary key (Delete), the database applying each relation's
+// onDelete to their children.
+type Write struct {
+	Model  string
+	Upsert []schema.Record
+	Delete [][]any
+}
+
+// Apply performs writes in order, then inserts entries and moves the
+// locked scope heads to the given last ids (on PostgreSQL the same
+// statement NOTIFYs other processes, delivered on commit: see
+// Store.Listen).
+//
+// On PostgreSQL, writes without deletes go to the database as one
+// statement together with the changelog and the heads: its data-modifying
+// subqueries see one snapshot, which is safe because each model then
+// appears once and the foreign keys are checked at the end of the
+// statement. Deletes cascade, and a cascade does not see rows written by
+// the same statement, so writes with deletes are sent one statement each,
+// in order, before the changelog's. SQLite (no data-modifying subqueries,
+// and no round trips to save) runs one statement per step.
+func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string) error {
+	if x.t.d.name() == "postgres" {
+		return x.pgApply(ctx, writes, entries, heads)
+	}
+	var stmts []stmt
+	for _, w := range writes {
+		st, err := x.t.writeSQL(w)
+		if err != nil {
+			return err
+		}
+		if st.sql != "" {
+			stmts = append(stmts, st)
+		}
+	}
+	if len(entries) > 0 {
+		stmts = append(stmts, x.t.changelogSQL(entries))
+		if len(heads) > 0 {
+			stmts = append(stmts, x.t.headsSQL(heads))
+		}
+	}
+	for _, st := range stmts {
+		if _, err := x.tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return constraint(err)
+		}
+	}
+	return nil
+}
+
+// stmt is one SQL statement with bun's ? placeholders and its arguments.
+type stmt struct {
+	sql  string
+	args []any
+}
+
+func hasDelete(writes []Write) bool {
+	for _, w := range writes {
+		if len(w.Delete) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// writeSQL renders one write; an empty write renders no statement.
+func (t *Tenant) writeSQL(w Write) (stmt, error) {
+	ti, err := t.info(w.Model)
+	if err != nil {
+		return stmt{}, err
+	}
+	switch {
+	case len(w.Delete) > 0:
+		where, args := t.keyFilter(ti, "", ti.model.PrimaryKey, w.Delete)
+		return stmt{sql: "DELETE FROM " + ti.name + " WHERE " + where, args: args}, nil
+	case len(w.Upsert) > 0:
+		return t.upsertSQL(ti, w.Upsert), nil
+	}
+	return stmt{}, nil
+}
+
+func (t *Tenant) upsertSQL(ti *tableInfo, recs []schema.Record) stmt {
+	var b strings.Builder
+	args := make([]any, 0, len(recs)*len(ti.cols))
+	b.WriteString("INSERT INTO " + ti.name + " (" + strings.Join(ti.cols, ", ") + ") VALUES ")
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(")
+		for j, c := range ti.table.Columns {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("?")
+			args = append(args, t.d.encode(c.Type, r[c.Field]))
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(ti.onConflict)
+	return stmt{sql: b.String(), args: args}
+}
+
+func (t *Tenant) changelogSQL(entries []changelog.Entry) stmt {
+	var b strings.Builder
+	args := make([]any, 0, len(entries)*7)
+	b.WriteString("INSERT INTO " + t.prefix + `"_changelog" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) VALUES `)
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, e.ID, e.Model, string(e.KeyPath), string(e.Operation), e.ScopeKey, e.OutboxEventID,
+			t.d.encode(schema.DateTime, e.CreatedAt))
+	}
+	return stmt{sql: b.String(), args: args}
+}
+
+func (t *Tenant) headsSQL(heads map[string]string) stmt {
+	var b strings.Builder
+	args := make([]any, 0, 2*len(heads))
+	b.WriteString("INSERT INTO " + t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
+	for i, s := range sortedKeys(heads) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?)")
+		args = append(args, s, heads[s])
+	}
+	b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id")
+	return stmt{sql: b.String(), args: args}
+}

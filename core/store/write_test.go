@@ -1,0 +1,202 @@
+package store_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/store"
+)
+
+// TestLoadScoped checks the one-query scope resolution against scope.Set's
+// hop-by-hop resolution for every model and shape of the test schema: the
+// root, one path, two paths to two scopes and to the same one, a null
+// foreign key on one path, a composite foreign key, three hops.
+func TestLoadScoped(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		sch, own := parseSchema(t, kanban, "Workspace", "User")
+		tn, err := e.st.Tenant(t.Context(), "acme", sch, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upsert(t, tn, "Workspace", workspace("w1"), workspace("w2"))
+		upsert(t, tn, "Member", schema.Record{"workspaceId": "w1", "userId": "u1", "role": "OWNER"},
+			schema.Record{"workspaceId": "w2", "userId": "u2", "role": "MEMBER"})
+		upsert(t, tn, "Board", schema.Record{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)},
+			schema.Record{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)})
+		upsert(t, tn, "Card",
+			schema.Record{"id": "c1", "boardId": "b1", "title": "unassigned", "assigneeWs": nil, "assigneeId": nil},
+			schema.Record{"id": "c2", "boardId": "b1", "title": "assigned elsewhere", "assigneeWs": "w2", "assigneeId": "u2"},
+			schema.Record{"id": "c3", "boardId": "b2", "title": "assigned here", "assigneeWs": "w2", "assigneeId": "u2"})
+		upsert(t, tn, "Comment", schema.Record{"id": "m1", "cardId": "c2", "body": "hi", "eventRef": nil})
+		upsert(t, tn, "Pin", schema.Record{"boardId": "b2", "userId": "u1"})
+
+		keys := map[string][][]any{
+			"Workspace": {{"w1"}, {"w2"}, {"nope"}},
+			"Member":    {{"w1", "u1"}, {"w2", "u2"}},
+			"Board":     {{"b1"}, {"b2"}},
+			"Card":      {{"c1"}, {"c2"}, {"c3"}, {"nope"}},
+			"Comment":   {{"m1"}},
+			"Pin":       {{"b2", "u1"}},
+		}
+		want := map[string][]string{"c1": {"w1"}, "c2": {"w1", "w2"}, "c3": {"w2"}, "m1": {"w1", "w2"}}
+		set := scope.NewSet(sch, own, tn)
+		for model, ks := range keys {
+			recs, scopes, err := tn.LoadScoped(t.Context(), model, ks)
+			if err != nil {
+				t.Fatalf("LoadScoped(%s): %v", model, err)
+			}
+			missing := 0
+			for _, k := range ks {
+				if k[0] == "nope" {
+					missing++
+				}
+			}
+			if len(recs) != len(ks)-missing || len(scopes) != len(recs) {
+				t.Fatalf("LoadScoped(%s) = %d records, %d scope lists; want %d", model, len(recs), len(scopes), len(ks)-missing)
+			}
+			for i, r := range recs {
+				ref, err := set.Scopes(t.Context(), model, r)
+				if err != nil {
+					t.Fatalf("Set.Scopes(%s %v): %v", model, r, err)
+				}
+				if diff := cmp.Diff(ref, scopes[i]); diff != "" {
+					t.Errorf("%s %v: scopes differ from Set.Scopes (-set +scoped):\n%s", model, r, diff)
+				}
+				if id, _ := r["id"].(string); want[id] != nil && !slices.Equal(scopes[i], want[id]) {
+					t.Errorf("%s %v: scopes %v, want %v", model, id, scopes[i], want[id])
+				}
+				stored := load(t, tn, model, model2field(model), r[model2field(model)])
+				if !slices.ContainsFunc(stored, func(s schema.Record) bool { return cmp.Equal(s, r, jsonEqual) }) {
+					t.Errorf("%s: LoadScoped record %v is not the stored one %v", model, r, stored)
+				}
+			}
+		}
+		if _, _, err := tn.LoadScoped(t.Context(), "User", [][]any{{"u1"}}); err == nil {
+			t.Error("LoadScoped of an excluded model succeeded")
+		}
+	})
+}
+
+func model2field(model string) string {
+	switch model {
+	case "Member":
+		return "workspaceId"
+	case "Pin":
+		return "boardId"
+	}
+	return "id"
+}
+
+// TestApply writes parents and children, the changelog and the heads in
+// one Apply (one statement on PostgreSQL), then checks that a constraint
+// violation or a replayed event anywhere in it keeps nothing, and that
+// deletes and upserts of the same rows apply in order.
+func TestApply(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		tn := kanbanTenant(t, e.st, "acme")
+		ctx := t.Context()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		last := ""
+		entry := func(model, key, event string) changelog.Entry {
+			id, err := changelog.Next(last, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = id
+			return changelog.Entry{ID: id, Model: model, KeyPath: []byte(`["` + key + `"]`), Operation: changelog.Create,
+				ScopeKey: "w1", OutboxEventID: event, CreatedAt: now}
+		}
+		apply := func(writes []store.Write, entries ...changelog.Entry) error {
+			return inTx(t, tn, func(x *store.Tx) error {
+				heads, err := x.LockScopes(ctx, []string{"w1"})
+				if err != nil {
+					return err
+				}
+				if len(entries) > 0 {
+					heads["w1"] = entries[len(entries)-1].ID
+				}
+				return x.Apply(ctx, writes, entries, heads)
+			})
+		}
+
+		e1 := entry("Workspace", "w1", "ev-1")
+		e2 := entry("Board", "b1", "ev-2")
+		e3 := entry("Card", "c1", "ev-3")
+		err := apply([]store.Write{
+			{Model: "Workspace", Upsert: []schema.Record{workspace("w1")}},
+			{Model: "Board", Upsert: []schema.Record{{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)}}},
+			{Model: "Card", Upsert: []schema.Record{{"id": "c1", "boardId": "b1", "title": "card", "assigneeWs": nil, "assigneeId": nil}}},
+		}, e1, e2, e3)
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		if got := load(t, tn, "Card", "id", "c1"); len(got) != 1 {
+			t.Fatalf("c1 = %v", got)
+		}
+		got, err := tn.Changes(ctx, "w1", "", 10)
+		if err != nil || len(got) != 3 || got[2].ID != e3.ID {
+			t.Fatalf("changes = %v, %v; want the 3 entries", got, err)
+		}
+		if err := apply(nil, entry("Board", "b1", "ev-4")); err != nil {
+			t.Fatalf("Apply of entries only: %v", err)
+		}
+
+		// A unique violation in the same statement as the changelog.
+		e5 := entry("Workspace", "w2", "ev-5")
+		err = apply([]store.Write{
+			{Model: "Workspace", Upsert: []schema.Record{{"id": "w2", "name": "Two", "slug": "slug-w1"}}},
+			{Model: "Board", Upsert: []schema.Record{{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)}}},
+		}, e5)
+		var ce *store.ConstraintError
+		if !errors.As(err, &ce) || ce.Kind != "unique" {
+			t.Fatalf("unique violation: error %v, want a unique ConstraintError", err)
+		}
+		// A child whose parent is missing.
+		err = apply([]store.Write{
+			{Model: "Board", Upsert: []schema.Record{{"id": "b3", "workspaceId": "nope", "title": "Three", "position": int64(1)}}},
+		}, e5)
+		if !errors.As(err, &ce) || ce.Kind != "foreign key" {
+			t.Fatalf("missing parent: error %v, want a foreign key ConstraintError", err)
+		}
+		// A replayed event next to new records.
+		err = apply([]store.Write{
+			{Model: "Board", Upsert: []schema.Record{{"id": "b4", "workspaceId": "w1", "title": "Four", "position": int64(4)}}},
+		}, entry("Board", "b4", "ev-2"))
+		if !errors.Is(err, store.ErrDuplicateEvent) {
+			t.Fatalf("replayed event: error %v, want ErrDuplicateEvent", err)
+		}
+		for model, id := range map[string]string{"Workspace": "w2", "Board": "b2"} {
+			if got := load(t, tn, model, "id", id); len(got) != 0 {
+				t.Errorf("%s %s kept after a failed Apply: %v", model, id, got)
+			}
+		}
+		if got := load(t, tn, "Board", "id", "b4"); len(got) != 0 {
+			t.Errorf("b4 kept after a failed Apply: %v", got)
+		}
+
+		// Delete a board (its card cascades), then create it again with a
+		// new card: the order of the writes decides.
+		e6 := entry("Board", "b1", "ev-6")
+		err = apply([]store.Write{
+			{Model: "Board", Delete: [][]any{{"b1"}}},
+			{Model: "Board", Upsert: []schema.Record{{"id": "b1", "workspaceId": "w1", "title": "Again", "position": int64(1)}}},
+			{Model: "Card", Upsert: []schema.Record{{"id": "c2", "boardId": "b1", "title": "new", "assigneeWs": nil, "assigneeId": nil}}},
+		}, e6)
+		if err != nil {
+			t.Fatalf("Apply with a delete: %v", err)
+		}
+		if got := load(t, tn, "Card", "id", "c1", "c2"); len(got) != 1 || got[0]["id"] != "c2" {
+			t.Errorf("cards after delete and re-create = %v, want c2 only", got)
+		}
+		if got := load(t, tn, "Board", "id", "b1"); len(got) != 1 || got[0]["title"] != "Again" {
+			t.Errorf("b1 = %v", got)
+		}
+	})
+}
