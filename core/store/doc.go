@@ -14,4 +14,13 @@
 // no call takes a tenant id that could be left out. Where PostgreSQL and SQLite
 // differ (column types, value encoding, DDL limits), the difference lives in
 // dialect.go.
+//
+// On PostgreSQL the statements of push and pull (pg.go) are prepared once
+// per connection and take their rows as array parameters (unnest, = ANY),
+// so that the database parses and plans them once instead of once per
+// batch; a batch without deletes writes its records, changelog entries
+// and scope heads in one statement (see Tx.Apply). Everything else goes
+// through bun, which renders arguments into the SQL text. A record is read
+// with the scopes its ownership paths resolve to in the same query
+// (Tenant.LoadScoped: one LEFT JOIN per intermediate hop).
 package store
