@@ -218,6 +218,12 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 				Notify: func(tenantID, scope, id string) {
 					hub.Publish(live.Poke{Tenant: tenantID, Scope: scope, ChangelogID: id})
 				},
+				// After a reconnection, poke the scopes that moved while nobody listened.
+				Subscribed: hub.Subscribed,
+				CatchUp:    func(tenantID string, heads map[string]string) { hub.CatchUp(tenantID, heads) },
+				CatchUpFailed: func(tenantID string, err error) {
+					log.Warn("commit listener: cannot catch up a tenant's scopes", "tenant", tenantID, "err", err)
+				},
 				Lost: func(err error) { log.Warn("commit listener lost its connection; reconnecting", "err", err) },
 			})
 		}()

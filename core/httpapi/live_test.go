@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,8 +32,14 @@ type liveServer struct {
 
 // startLive runs one more server on the env's database with its own hub
 // and, on PostgreSQL, its own listening connection, already listening when
-// it returns.
+// it returns, wired as cmd/syncplane serve wires it.
 func (e *env) startLive(t testing.TB, heartbeat time.Duration) *liveServer {
+	return e.startLiveWith(t, heartbeat, nil)
+}
+
+// startLiveWith is startLive with lost, when set, called on the
+// listener's goroutine when its connection ends, before it reconnects.
+func (e *env) startLiveWith(t testing.TB, heartbeat time.Duration, lost func(error)) *liveServer {
 	t.Helper()
 	st := e.db.OpenAt(t, e.dbURL, e.data)
 	hub := live.NewHub()
@@ -39,6 +47,7 @@ func (e *env) startLive(t testing.TB, heartbeat time.Duration) *liveServer {
 	for _, err := range errs {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = reg.Close() }) // validator plugins
 	api := httpapi.New(reg, quietLog(), httpapi.WithLive(hub, heartbeat))
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
@@ -50,7 +59,10 @@ func (e *env) startLive(t testing.TB, heartbeat time.Duration) *liveServer {
 		go func() {
 			defer close(done)
 			_ = st.Listen(ctx, store.Listener{
-				Notify: func(tn, sc, id string) { hub.Publish(live.Poke{Tenant: tn, Scope: sc, ChangelogID: id}) },
+				Notify:     func(tn, sc, id string) { hub.Publish(live.Poke{Tenant: tn, Scope: sc, ChangelogID: id}) },
+				Subscribed: hub.Subscribed,
+				CatchUp:    func(tn string, heads map[string]string) { hub.CatchUp(tn, heads) },
+				Lost:       lost,
 				Listening: func() {
 					if !once {
 						once = true
@@ -263,7 +275,16 @@ func TestLongPoll(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		watch, commit := e.pair(t, db)
-		ok(t, pushTo(t, commit.url, "acme", "u1", ev("", "User", "create", user("u1"))))
+		// The watching server has heard the setup commit before the polls
+		// start: its poke, if late, would end the first poll's wait early.
+		s := openEvents(t, watch.url, "acme", "u1")
+		res := pushTo(t, commit.url, "acme", "u1", ev("", "User", "create", user("u1")))
+		ok(t, res)
+		if p := s.nextPoke(t); p.ChangelogID != *res[0].AppliedChangelogID {
+			t.Fatalf("setup poke %+v, want %s", p, *res[0].AppliedChangelogID)
+		}
+		s.cancel()
+		waitFor(t, "the stream released", func() bool { return watch.hub.Subscribers() == 0 })
 		first := pullFrom(t, watch.url, "acme", "u1", map[string]any{})
 		cursor := *first.Cursor
 
@@ -349,4 +370,58 @@ func TestPokeLatency(t *testing.T) {
 	q := func(d []time.Duration, p int) time.Duration { return d[len(d)*p/100] }
 	t.Logf("%d pushes through server B, poke on server A's stream: push sent → poke p50 %v p99 %v; push sent → ack p50 %v p99 %v",
 		len(total), q(total, 50), q(total, 99), q(ack, 50), q(ack, 99))
+}
+
+// TestEventsCatchUpAfterListenerReconnect: a commit made through another
+// server while the watching server's listening connection is down (its
+// NOTIFY reaches nobody) is poked on the stream once the listener is back.
+func TestEventsCatchUpAfterListenerReconnect(t *testing.T) {
+	t.Parallel()
+	pg, okPG := storetest.Postgres(t)
+	if !okPG {
+		t.Skip("needs PostgreSQL")
+	}
+	e := newEnv(t, pg)
+	lost, resume := make(chan error, 1), make(chan struct{})
+	var once sync.Once
+	watch := e.startLiveWith(t, 0, func(err error) {
+		once.Do(func() {
+			lost <- err
+			<-resume // the test commits while nobody listens
+		})
+	})
+	commit := e.startLive(t, 0)
+	s := openEvents(t, watch.url, "acme", "u1")
+	res := pushTo(t, commit.url, "acme", "u1", ev("", "User", "create", user("u1")))
+	ok(t, res)
+	if p := s.nextPoke(t); p.ChangelogID != *res[0].AppliedChangelogID {
+		t.Fatalf("poke %+v, want %s", p, *res[0].AppliedChangelogID)
+	}
+
+	db, err := sql.Open("pgx", e.dbURL)
+	must(t, err)
+	defer db.Close()
+	var killed int
+	must(t, db.QueryRowContext(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, store.ListenApplicationName).Scan(&killed))
+	if killed != 2 { // both servers' listeners
+		t.Fatalf("terminated %d listening backends, want 2", killed)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not notice its connection's end after 10s")
+	}
+	res = pushTo(t, commit.url, "acme", "u1", ev("", "Board", "create", board("b1", "u1", "while down")))
+	ok(t, res)
+	close(resume)
+	if p := s.nextPoke(t); p.ScopeKey != "u1" || p.ChangelogID != *res[0].AppliedChangelogID {
+		t.Errorf("poke after the reconnection = %+v, want scope u1 at %s", p, *res[0].AppliedChangelogID)
+	}
+	// And the listener hears commits again.
+	res = pushTo(t, commit.url, "acme", "u1", ev("", "Board", "create", board("b2", "u1", "after")))
+	ok(t, res)
+	if p := s.nextPoke(t); p.ChangelogID != *res[0].AppliedChangelogID {
+		t.Errorf("poke after that = %+v, want %s", p, *res[0].AppliedChangelogID)
+	}
 }

@@ -18,15 +18,39 @@ type Poke struct {
 // subscriber's pending pokes are coalesced per scope (the latest id wins),
 // so none of its scopes is ever forgotten and memory stays bounded by its
 // number of scopes. The zero value is not usable; use NewHub.
+//
+// For every scope that has subscribers the hub remembers the highest id it
+// announced, so that CatchUp can tell which scopes moved while pokes were
+// not heard.
 type Hub struct {
 	mu   sync.RWMutex
-	subs map[string]map[string]map[*Subscription]struct{} // tenant → scope → subscribers
+	subs map[string]map[string]*scopeSubs // tenant → scope → subscribers
 	n    int
+}
+
+// scopeSubs are the subscribers of one scope and what they were told.
+type scopeSubs struct {
+	subs map[*Subscription]struct{} // guarded by Hub.mu
+
+	mu        sync.Mutex
+	announced string // highest changelog id published to the scope's subscribers
+}
+
+// announce records id as published and reports whether it is past what
+// was announced before.
+func (e *scopeSubs) announce(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if id <= e.announced {
+		return false
+	}
+	e.announced = id
+	return true
 }
 
 // NewHub returns an empty hub.
 func NewHub() *Hub {
-	return &Hub{subs: map[string]map[string]map[*Subscription]struct{}{}}
+	return &Hub{subs: map[string]map[string]*scopeSubs{}}
 }
 
 // Publish delivers a poke to every subscriber of its tenant and scope.
@@ -34,9 +58,48 @@ func NewHub() *Hub {
 func (h *Hub) Publish(p Poke) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for s := range h.subs[p.Tenant][p.Scope] {
+	e := h.subs[p.Tenant][p.Scope]
+	if e == nil {
+		return
+	}
+	e.announce(p.ChangelogID)
+	for s := range e.subs {
 		s.offer(p.Scope, p.ChangelogID)
 	}
+}
+
+// CatchUp pokes the subscribers of tenant's scopes whose head (heads:
+// scope → last changelog id, as read from the database) is past the last
+// id the hub announced for the scope since it got subscribers. Call it
+// when commits may have gone unheard, such as after the PostgreSQL
+// listening connection was lost and reestablished: scopes that did not
+// move are not poked again. It returns the number of scopes poked.
+func (h *Hub) CatchUp(tenant string, heads map[string]string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for sc, id := range heads {
+		e := h.subs[tenant][sc]
+		if e == nil || id == "" || !e.announce(id) {
+			continue
+		}
+		n++
+		for s := range e.subs {
+			s.offer(sc, id)
+		}
+	}
+	return n
+}
+
+// Subscribed returns the scopes that have subscribers, sorted, by tenant.
+func (h *Hub) Subscribed() map[string][]string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make(map[string][]string, len(h.subs))
+	for tn, byScope := range h.subs {
+		out[tn] = slices.Sorted(maps.Keys(byScope))
+	}
+	return out
 }
 
 // Subscribers reports how many subscriptions are open.
@@ -61,25 +124,28 @@ func (h *Hub) Subscribe(tenant string, scopes []string) *Subscription {
 func (h *Hub) index(s *Subscription, scopes []string) {
 	byScope := h.subs[s.tenant]
 	if byScope == nil {
-		byScope = map[string]map[*Subscription]struct{}{}
+		byScope = map[string]*scopeSubs{}
 		h.subs[s.tenant] = byScope
 	}
 	s.scopes = slices.Compact(slices.Sorted(slices.Values(scopes)))
 	for _, sc := range s.scopes {
 		if byScope[sc] == nil {
-			byScope[sc] = map[*Subscription]struct{}{}
+			byScope[sc] = &scopeSubs{subs: map[*Subscription]struct{}{}}
 		}
-		byScope[sc][s] = struct{}{}
+		byScope[sc].subs[s] = struct{}{}
 	}
 }
 
-// unindex removes s from its scopes; h.mu is held.
+// unindex removes s from its scopes; h.mu is held. A scope left without
+// subscribers is forgotten, with what was announced to it.
 func (h *Hub) unindex(s *Subscription) {
 	byScope := h.subs[s.tenant]
 	for _, sc := range s.scopes {
-		delete(byScope[sc], s)
-		if len(byScope[sc]) == 0 {
-			delete(byScope, sc)
+		if e := byScope[sc]; e != nil {
+			delete(e.subs, s)
+			if len(e.subs) == 0 {
+				delete(byScope, sc)
+			}
 		}
 	}
 	if len(byScope) == 0 {
@@ -119,9 +185,10 @@ type Subscription struct {
 	scopes []string // guarded by hub.mu
 	ready  chan struct{}
 
-	mu      sync.Mutex
-	pending map[string]string // scope → latest changelog id not yet taken
-	closed  bool
+	mu        sync.Mutex
+	pending   map[string]string // scope → latest changelog id not yet taken
+	coalesced uint64
+	closed    bool
 }
 
 // Ready receives a value when pokes are pending; Take them.
@@ -138,6 +205,15 @@ func (s *Subscription) Take() []Poke {
 	}
 	clear(s.pending)
 	return out
+}
+
+// Coalesced returns how many pokes so far arrived for a scope that had a
+// poke pending already (not yet taken) and were merged into it: what a
+// slow subscriber did not get one by one.
+func (s *Subscription) Coalesced() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.coalesced
 }
 
 // SetScopes replaces the scopes the subscription follows (the subject's
@@ -177,7 +253,12 @@ func (s *Subscription) offer(scope, id string) {
 		s.mu.Unlock()
 		return
 	}
-	if id > s.pending[scope] {
+	if last, ok := s.pending[scope]; ok {
+		s.coalesced++
+		if id > last {
+			s.pending[scope] = id
+		}
+	} else {
 		s.pending[scope] = id
 	}
 	s.mu.Unlock()

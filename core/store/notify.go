@@ -15,32 +15,57 @@ import (
 // "<tenant>|<scope>|<last changelog id>", delivered when it commits.
 const NotifyChannel = "syncplane"
 
+// ListenApplicationName is the application_name of Listen's connection
+// (pg_stat_activity tells it apart from the pool's connections with it).
+const ListenApplicationName = "syncplane-listen"
+
 // Listener receives the commits Listen hears.
 type Listener struct {
 	// Notify is called, on Listen's goroutine, for every commit of a scope
 	// by any process on the database. Required; it must not block.
 	Notify func(tenant, scope, changelogID string)
-	// Listening, when set, is called after every successful LISTEN (the
-	// first and each reconnection). Commits made while the connection was
-	// down are not heard.
+	// Subscribed, when set, returns the scopes someone waits on now, by
+	// tenant. After every successful LISTEN (the first and each
+	// reconnection) Listen reads those scopes' heads and passes them to
+	// CatchUp: commits made while the connection was down sent their
+	// notifications to nobody. Subscribed must not block.
+	Subscribed func() map[string][]string
+	// CatchUp receives, on Listen's goroutine, the current heads (scope →
+	// last changelog id) of a tenant's subscribed scopes that have commits.
+	// Heads are read after LISTEN, so a commit is in them or notified
+	// after them, or both. Required with Subscribed; it must not block.
+	CatchUp func(tenant string, heads map[string]string)
+	// CatchUpFailed, when set, is called when the heads of a tenant could
+	// not be read while the connection stayed usable (say the tenant's
+	// schema is gone); that tenant is not caught up. An error of the
+	// connection itself ends it and Listen reconnects instead.
+	CatchUpFailed func(tenant string, err error)
+	// Listening, when set, is called after every successful LISTEN and
+	// catch-up (the first and each reconnection).
 	Listening func()
 	// Lost, when set, is called with the error that ended a connection,
 	// before Listen reconnects (with backoff, up to 5 s apart).
 	Lost func(err error)
 }
 
-// Listen holds one dedicated PostgreSQL connection (not from the pool) on
-// NotifyChannel and calls l.Notify for every notification, reconnecting with
-// backoff, until ctx ends; then it returns nil. On SQLite there is nothing
+// Listen holds one dedicated PostgreSQL connection (not from the pool,
+// application_name ListenApplicationName) on NotifyChannel and calls
+// l.Notify for every notification, reconnecting with backoff, until ctx
+// ends; then it returns nil. After every LISTEN it catches up the
+// subscribed scopes (see Listener.Subscribed). On SQLite there is nothing
 // to listen to (one process owns the files): it returns an error.
 func (s *Store) Listen(ctx context.Context, l Listener) error {
 	if !s.Postgres() {
 		return errors.New("listen: only PostgreSQL has cross-process notifications")
 	}
+	if l.Subscribed != nil && l.CatchUp == nil {
+		return errors.New("listen: Listener.Subscribed without CatchUp")
+	}
 	cfg, err := pgx.ParseConfig(s.dsn)
 	if err != nil {
 		return fmt.Errorf("postgres URL %s: %w", redact(s.dsn), err)
 	}
+	cfg.RuntimeParams["application_name"] = ListenApplicationName
 	wait := 100 * time.Millisecond
 	for {
 		started := time.Now()
@@ -76,6 +101,13 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, l Listener)
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return classify(err)
 	}
+	if l.Subscribed != nil {
+		// Notifications arriving meanwhile are buffered by pgx and
+		// delivered by WaitForNotification below.
+		if err := catchUp(ctx, conn, l); err != nil {
+			return err
+		}
+	}
 	if l.Listening != nil {
 		l.Listening()
 	}
@@ -91,4 +123,51 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, l Listener)
 		}
 		l.Notify(tenant, rest[:i], rest[i+1:])
 	}
+}
+
+// catchUp reads the heads of the subscribed scopes on conn and hands them
+// to l.CatchUp, tenant by tenant. It returns an error only when the
+// connection is unusable.
+func catchUp(ctx context.Context, conn *pgx.Conn, l Listener) error {
+	for tenant, scopes := range l.Subscribed() {
+		if len(scopes) == 0 {
+			continue
+		}
+		heads, err := readHeads(ctx, conn, tenant, scopes)
+		if err != nil {
+			if ctx.Err() != nil || conn.IsClosed() || errors.Is(err, ErrUnavailable) {
+				return err
+			}
+			if l.CatchUpFailed != nil {
+				l.CatchUpFailed(tenant, err)
+			}
+			continue
+		}
+		if len(heads) > 0 {
+			l.CatchUp(tenant, heads)
+		}
+	}
+	return nil
+}
+
+// readHeads returns the last changelog id of each of scopes of tenant that
+// has one.
+func readHeads(ctx context.Context, conn *pgx.Conn, tenant string, scopes []string) (map[string]string, error) {
+	rows, err := conn.Query(ctx, "SELECT scope_key, last_id FROM "+quote(schemaName(tenant))+`."_scope_heads" WHERE scope_key = ANY($1) AND last_id <> ''`, scopes)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	heads := map[string]string{}
+	for rows.Next() {
+		var sc, id string
+		if err := rows.Scan(&sc, &id); err != nil {
+			return nil, classify(err)
+		}
+		heads[sc] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tenant %s: scope heads: %w", tenant, classify(err))
+	}
+	return heads, nil
 }
