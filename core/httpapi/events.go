@@ -66,6 +66,17 @@ func (s *Server) events(c *gin.Context) {
 	}
 	sub := s.live.Subscribe(t.Manifest.ID, scopes)
 	defer sub.Close()
+	conns := s.metrics.sseConns.WithLabelValues(t.Manifest.ID)
+	conns.Inc()
+	defer conns.Dec()
+	sent, coalesced := s.metrics.ssePokes.WithLabelValues(t.Manifest.ID), s.metrics.sseCoalesced.WithLabelValues(t.Manifest.ID)
+	var counted uint64 // of sub.Coalesced()
+	countCoalesced := func() {
+		n := sub.Coalesced()
+		coalesced.Add(float64(n - counted))
+		counted = n
+	}
+	defer countCoalesced()
 	w := c.Writer
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -85,11 +96,14 @@ func (s *Server) events(c *gin.Context) {
 		case <-s.stopped.Done():
 			return
 		case <-sub.Ready():
-			for _, p := range sub.Take() {
+			pokes := sub.Take()
+			countCoalesced()
+			for _, p := range pokes {
 				data, _ := json.Marshal(poke{ScopeKey: p.Scope, ChangelogID: p.ChangelogID})
 				if _, err := fmt.Fprintf(w, "event: poke\ndata: %s\n\n", data); err != nil {
 					return
 				}
+				sent.Inc()
 			}
 		case <-heartbeat.C:
 			if scopes, err := t.Pull.PullableScopes(ctx, subject, rs); err == nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/syncplane/syncplane/core/pluginhost"
 	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/tenant"
@@ -21,17 +22,28 @@ import (
 //
 // Label values stay bounded: tenant is a loaded tenant's id or "" (unknown
 // tenants, routes without one), route is gin's route pattern or
-// "unmatched", error_type is one of push's error types.
+// "unmatched", error_type is one of push's error types, outcome and reason
+// of the plugin series are pluginhost's constants.
 type metrics struct {
-	reg        *prometheus.Registry
-	handler    http.Handler
-	requests   *prometheus.CounterVec   // tenant, route, status
-	duration   *prometheus.HistogramVec // route
-	pushEvents *prometheus.CounterVec   // tenant, outcome, error_type
-	pulled     *prometheus.CounterVec   // tenant
+	reg          *prometheus.Registry
+	handler      http.Handler
+	requests     *prometheus.CounterVec   // tenant, route, status
+	duration     *prometheus.HistogramVec // route
+	pushEvents   *prometheus.CounterVec   // tenant, outcome, error_type
+	pulled       *prometheus.CounterVec   // tenant
+	pushBatch    *prometheus.HistogramVec // tenant
+	pullPage     *prometheus.HistogramVec // tenant
+	sseConns     *prometheus.GaugeVec     // tenant
+	ssePokes     *prometheus.CounterVec   // tenant
+	sseCoalesced *prometheus.CounterVec   // tenant
 }
 
-func newMetrics(dbStats func() sql.DBStats) *metrics {
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// newMetrics makes a server's registry. loaded tells the tenants whose
+// validator plugins are exposed (the process's plugin counters are
+// pluginhost's, see pluginhost.NewCollector).
+func newMetrics(dbStats func() sql.DBStats, loaded func(tenant string) bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -41,7 +53,7 @@ func newMetrics(dbStats func() sql.DBStats) *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "syncplane_http_request_duration_seconds",
 			Help:    "HTTP request latency by route pattern: a push batch, a pull page.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: latencyBuckets,
 		}, []string{"route"}),
 		pushEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "syncplane_push_events_total",
@@ -51,8 +63,31 @@ func newMetrics(dbStats func() sql.DBStats) *metrics {
 			Name: "syncplane_pull_entries_total",
 			Help: "Changelog entries returned by pull, by tenant.",
 		}, []string{"tenant"}),
+		pushBatch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "syncplane_push_batch_duration_seconds",
+			Help:    "Time to process one push batch (validation, plugin, transaction), by tenant.",
+			Buckets: latencyBuckets,
+		}, []string{"tenant"}),
+		pullPage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "syncplane_pull_page_duration_seconds",
+			Help:    "Time to read one pull page, by tenant; long polls (waitMs > 0) are left out.",
+			Buckets: latencyBuckets,
+		}, []string{"tenant"}),
+		sseConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "syncplane_sse_connections",
+			Help: "Open event streams (GET /v1/tenants/{tenant}/events), by tenant.",
+		}, []string{"tenant"}),
+		ssePokes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncplane_sse_pokes_sent_total",
+			Help: "Poke events written to event streams, by tenant.",
+		}, []string{"tenant"}),
+		sseCoalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncplane_sse_pokes_coalesced_total",
+			Help: "Pokes merged into one still pending for the same scope of a stream that had not been written yet (a slow client), by tenant.",
+		}, []string{"tenant"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.pushEvents, m.pulled,
+	m.reg.MustRegister(m.requests, m.duration, m.pushEvents, m.pulled, m.pushBatch, m.pullPage,
+		m.sseConns, m.ssePokes, m.sseCoalesced, pluginhost.NewCollector(loaded),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if dbStats != nil {
 		m.reg.MustRegister(dbStatsCollector(dbStats))
@@ -99,6 +134,19 @@ func (m *metrics) countPush(tenantID string, results []push.Result) {
 
 func (m *metrics) countPull(tenantID string, resp *pull.Response) {
 	m.pulled.WithLabelValues(tenantID).Add(float64(len(resp.LogsWithRecords)))
+}
+
+// timePush observes a push batch that started at start.
+func (m *metrics) timePush(tenantID string, start time.Time) {
+	m.pushBatch.WithLabelValues(tenantID).Observe(time.Since(start).Seconds())
+}
+
+// timePull observes a pull page that started at start, unless it was a
+// long poll (its time is mostly waiting).
+func (m *metrics) timePull(tenantID string, req pull.Request, start time.Time) {
+	if req.WaitMs == nil || *req.WaitMs == 0 {
+		m.pullPage.WithLabelValues(tenantID).Observe(time.Since(start).Seconds())
+	}
 }
 
 // dbStats exposes sql.DBStats of the platform database.

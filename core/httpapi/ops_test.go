@@ -3,18 +3,24 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/syncplane/syncplane/core/httpapi"
+	"github.com/syncplane/syncplane/core/pluginhost"
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/store"
 	"github.com/syncplane/syncplane/core/storetest"
@@ -222,4 +228,189 @@ func TestRequestLog(t *testing.T) {
 	if _, ok := line["duration"]; !ok {
 		t.Errorf("log has no duration: %v", line)
 	}
+}
+
+// metered is the tenant of TestMetricsPluginAndStreams on db, alone with
+// its validator plugin in the test binary: the plugin counters are the
+// process's, per tenant id.
+func metered(db string) string { return "metered-" + db }
+
+func init() {
+	for _, db := range []string{"sqlite", "postgres"} {
+		secrets[metered(db)] = "metered-secret-0123456789abcdef0123456"
+	}
+}
+
+// pluginPids returns the pids of the processes running the executable at path.
+func pluginPids(t testing.TB, path string) []int {
+	t.Helper()
+	path, err := filepath.EvalSymlinks(path)
+	must(t, err)
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	must(t, err)
+	var pids []int
+	for _, d := range dirs {
+		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
+			var pid int
+			if _, err := fmt.Sscanf(filepath.Base(d), "%d", &pid); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// TestMetricsPluginAndStreams: after pushes through a tenant with a real
+// validator plugin, a crash of the plugin and its restart, and with an
+// open event stream, /metrics has the push batch and pull page latency
+// histograms, the plugin's calls, starts, restarts, stops and running
+// process, and the stream's connection gauge (back to 0 once the client
+// disconnects) and pokes.
+func TestMetricsPluginAndStreams(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		metered := metered(db.Name)
+		// A copy of the plugin of its own, so that its process can be found.
+		bin := filepath.Join(t.TempDir(), "validator")
+		b, err := os.ReadFile(kanbanRules(t))
+		must(t, err)
+		must(t, os.WriteFile(bin, b, 0o755))
+		e := &env{t: t, db: db, dir: t.TempDir(), data: t.TempDir(), dbURL: db.URL(t)}
+		writeTenant(t, e.dir, metered, "validator:\n  command: "+bin+"\n  sha256: "+sha256File(t, bin)+"\n  timeout: 10s\n")
+		writeTenant(t, e.dir, "beta", "")
+		s := e.startLive(t, 0)
+		l := func(extra ...string) map[string]string {
+			m := map[string]string{"tenant": metered}
+			for i := 0; i < len(extra); i += 2 {
+				m[extra[i]] = extra[i+1]
+			}
+			return m
+		}
+
+		// The plugin counters are the process's: they count from what an
+		// earlier run (-count) left.
+		base := scrape(t, s.url)
+		before := func(name string, labels map[string]string) float64 {
+			if m := series(base, name, labels); len(m) == 1 {
+				if h := m[0].GetHistogram(); h != nil {
+					return float64(h.GetSampleCount())
+				}
+				return m[0].GetCounter().GetValue()
+			}
+			return 0
+		}
+
+		st := openEvents(t, s.url, metered, "mu1")
+		if got := value(t, scrape(t, s.url), "syncplane_sse_connections", l()); got != 1 {
+			t.Errorf("syncplane_sse_connections with a stream open = %v, want 1", got)
+		}
+		pushes, pokes := 0, 0
+		pushOK := func(events ...map[string]any) []push.Result {
+			t.Helper()
+			pushes++
+			res := pushTo(t, s.url, metered, "mu1", events...)
+			last := "" // the batch's last changelog id: the poke's
+			for _, r := range res {
+				if r.AppliedChangelogID != nil {
+					last = max(last, *r.AppliedChangelogID)
+				}
+			}
+			if last != "" {
+				if p := st.nextPoke(t); p.ScopeKey != "mu1" || p.ChangelogID != last {
+					t.Fatalf("poke %+v, want scope mu1 at %s", p, last)
+				}
+				pokes++
+			}
+			return res
+		}
+		ok(t, pushOK(ev("", "User", "create", user("mu1")), ev("", "Board", "create", board("mb1", "mu1", "Q1"))))
+		res := pushOK(ev("", "Board", "create", board("mb2", "mu1", "Q2")), ev("", "Board", "create", board("mb3", "mu1", "   ")))
+		if errType(res[0]) != "" || errType(res[1]) != push.CustomValidationFailed {
+			t.Fatalf("push with a rejected board: %+v %+v", res[0].Error, res[1].Error)
+		}
+		pullFrom(t, s.url, metered, "mu1", map[string]any{})
+		pullFrom(t, s.url, metered, "mu1", map[string]any{"lastChangelogId": *res[0].AppliedChangelogID, "waitMs": 1}) // a long poll: not a page
+
+		// The plugin crashes; the pushes fail (retryably) until it is back.
+		pids := pluginPids(t, bin)
+		if len(pids) != 1 {
+			t.Fatalf("plugin processes %v, want 1", pids)
+		}
+		must(t, syscall.Kill(pids[0], syscall.SIGKILL))
+		failed := 0
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			res := pushOK(ev("", "Board", "create", board("mb4", "mu1", "Q4")))
+			if errType(res[0]) == "" {
+				break
+			}
+			if errType(res[0]) != push.ValidatorUnavailable {
+				t.Fatalf("push while the plugin is down: %+v", res[0].Error)
+			}
+			failed++
+			if time.Now().After(deadline) {
+				t.Fatal("the plugin is not back after 30s")
+			}
+		}
+		if failed == 0 {
+			t.Error("no push failed after the plugin was killed")
+		}
+
+		mfs := scrape(t, s.url)
+		for name, tc := range map[string]struct {
+			name   string
+			labels map[string]string
+			want   float64
+		}{
+			"calls-ok":       {"syncplane_plugin_calls_total", l("outcome", pluginhost.OutcomeOK), 2},
+			"calls-rejected": {"syncplane_plugin_calls_total", l("outcome", pluginhost.OutcomeRejected), 1},
+			"calls-timeout":  {"syncplane_plugin_calls_total", l("outcome", pluginhost.OutcomeTimeout), 0},
+			"starts":         {"syncplane_plugin_starts_total", l(), 2},
+			"restarts":       {"syncplane_plugin_restarts_total", l(), 1},
+			"start-failures": {"syncplane_plugin_start_failures_total", l(), 0},
+			"crashes":        {"syncplane_plugin_stops_total", l("reason", pluginhost.StopCrash), 1},
+			"idle-stops":     {"syncplane_plugin_stops_total", l("reason", pluginhost.StopIdle), 0},
+			"running":        {"syncplane_plugin_running", l(), 1},
+			"connections":    {"syncplane_sse_connections", l(), 1},
+			"pokes":          {"syncplane_sse_pokes_sent_total", l(), float64(pokes)},
+			"coalesced":      {"syncplane_sse_pokes_coalesced_total", l(), 0},
+		} {
+			if got := value(t, mfs, tc.name, tc.labels) - before(tc.name, tc.labels); got != tc.want {
+				t.Errorf("case=%s: %s%v = %v more, want %v", name, tc.name, tc.labels, got, tc.want)
+			}
+		}
+		crashed, unavailable := l("outcome", pluginhost.OutcomeCrashed), l("outcome", pluginhost.OutcomeUnavailable)
+		down := value(t, mfs, "syncplane_plugin_calls_total", crashed) - before("syncplane_plugin_calls_total", crashed) +
+			value(t, mfs, "syncplane_plugin_calls_total", unavailable) - before("syncplane_plugin_calls_total", unavailable)
+		if down != float64(failed) {
+			t.Errorf("crashed + unavailable calls = %v, want the %d failed pushes", down, failed)
+		}
+		for name, want := range map[string]uint64{
+			"syncplane_push_batch_duration_seconds":  uint64(pushes),
+			"syncplane_pull_page_duration_seconds":   1,
+			"syncplane_plugin_call_duration_seconds": uint64(3 + failed),
+		} {
+			h := series(mfs, name, l())
+			if len(h) != 1 || h[0].GetHistogram().GetSampleCount()-uint64(before(name, l())) != want {
+				t.Errorf("%s{tenant=%s}: %v, want %d more observations", name, metered, h, want)
+			}
+		}
+		// Only the tenant with a plugin has plugin series.
+		for name, mf := range mfs {
+			if !strings.HasPrefix(name, "syncplane_plugin_") {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "tenant" && lp.GetValue() != metered {
+						t.Errorf("%s has tenant=%q", name, lp.GetValue())
+					}
+				}
+			}
+		}
+
+		st.cancel() // the client goes away
+		waitFor(t, "the stream's end counted", func() bool {
+			return value(t, scrape(t, s.url), "syncplane_sse_connections", l()) == 0
+		})
+	})
 }

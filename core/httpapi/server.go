@@ -78,7 +78,7 @@ func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.metrics = newMetrics(s.dbStats)
+	s.metrics = newMetrics(s.dbStats, func(id string) bool { return tenants.Get(id) != nil })
 	s.engine.Use(s.requestID, s.logRequest, s.observe, s.recover)
 	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	s.engine.GET("/readyz", s.readyz)
@@ -238,7 +238,9 @@ func (s *Server) push(c *gin.Context) {
 		s.writeError(c, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d events exceeds the limit of %d", len(events), max)))
 		return
 	}
+	start := time.Now()
 	results, err := t.Push.Push(c.Request.Context(), c.GetString(subjectKey), roles(c), events)
+	s.metrics.timePush(t.Manifest.ID, start)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -265,7 +267,9 @@ func (s *Server) pull(c *gin.Context) {
 		ctx, cancel = s.untilStopped(ctx) // a shutdown ends the wait
 		defer cancel()
 	}
+	start := time.Now()
 	resp, err := t.Pull.Pull(ctx, c.GetString(subjectKey), roles(c), req)
+	s.metrics.timePull(t.Manifest.ID, req, start)
 	if err != nil {
 		s.writeError(c, err)
 		return

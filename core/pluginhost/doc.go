@@ -95,4 +95,15 @@
 // The checksum is verified on the path just before the exec; a writer of
 // the plugin directory could swap the file in between. The directory must
 // be writable only by the operator.
+//
+// # Metrics
+//
+// Hosts count, per tenant id and for the life of the process (a reload
+// that replaces a tenant's host keeps counting on), their calls by outcome
+// (the Outcome constants) and duration, process starts, failed starts,
+// restarts (a start after the host's earlier process ended) and stops by
+// reason (the Stop constants), and their running processes.
+// NewCollector exposes them as a prometheus.Collector for the tenants the
+// caller names; core/httpapi registers one per server, restricted to its
+// loaded tenants, so this package knows nothing of HTTP.
 package pluginhost

@@ -117,10 +117,12 @@ type Host struct {
 	life    context.Context // done at Close
 	stop    context.CancelFunc
 	calls   callTable
+	stats   *tenantStats
 
 	mu       sync.Mutex
 	closed   bool
 	inst     *instance     // the running process, if any
+	hadInst  bool          // a process was started before: the next start is a restart
 	starting chan struct{} // closed when the start in progress ends
 	failures int           // failed starts and deaths since the last good call
 	retryAt  time.Time     // no start before
@@ -152,6 +154,7 @@ func New(cfg Config, reader Reader, log *slog.Logger) *Host {
 		life:    life,
 		stop:    stop,
 		calls:   callTable{m: map[string]activeCall{}},
+		stats:   statsOf(cfg.Tenant),
 	}
 }
 
@@ -161,6 +164,7 @@ func (h *Host) Validate(ctx context.Context, subject string, events []push.Valid
 	if len(events) == 0 {
 		return []push.Verdict{}, nil
 	}
+	start := time.Now()
 	req := &validatorv1.ValidateRequest{
 		Tenant:  h.cfg.Tenant,
 		Subject: subject,
@@ -179,7 +183,7 @@ func (h *Host) Validate(ctx context.Context, subject string, events []push.Valid
 	scopes := batchScopes(events)
 
 	var verdicts []push.Verdict
-	err := h.call(ctx, func(ctx context.Context, inst *instance) error {
+	outcome, err := h.call(ctx, func(ctx context.Context, inst *instance) error {
 		if id := h.serveReader(inst); id != 0 {
 			callID, end := h.calls.open(ctx, scopes)
 			defer end()
@@ -198,6 +202,10 @@ func (h *Host) Validate(ctx context.Context, subject string, events []push.Valid
 		}
 		return nil
 	})
+	if err == nil && slices.ContainsFunc(verdicts, func(v push.Verdict) bool { return !v.Allow }) {
+		outcome = OutcomeRejected
+	}
+	h.stats.call(outcome, time.Since(start))
 	if err != nil {
 		return nil, err
 	}
@@ -207,8 +215,9 @@ func (h *Host) Validate(ctx context.Context, subject string, events []push.Valid
 // Info asks the plugin to describe itself. A plugin without Info answers
 // empty values and no error. An error wraps ErrUnavailable.
 func (h *Host) Info(ctx context.Context) (name, version string, caps []string, err error) {
+	start := time.Now()
 	var res *validatorv1.InfoResponse
-	err = h.call(ctx, func(ctx context.Context, inst *instance) error {
+	outcome, err := h.call(ctx, func(ctx context.Context, inst *instance) error {
 		r, err := inst.validator.Info(ctx, &validatorv1.InfoRequest{})
 		if status.Code(err) == codes.Unimplemented {
 			r, err = &validatorv1.InfoResponse{}, nil
@@ -216,6 +225,7 @@ func (h *Host) Info(ctx context.Context) (name, version string, caps []string, e
 		res = r
 		return err
 	})
+	h.stats.call(outcome, time.Since(start))
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -237,6 +247,7 @@ func (h *Host) Close() error {
 	h.mu.Unlock()
 	h.stop() // kills a process being started and aborts calls in flight
 	if inst != nil {
+		h.stats.stopped("")
 		inst.kill()
 	}
 	h.bg.Wait()
@@ -244,30 +255,39 @@ func (h *Host) Close() error {
 }
 
 // call runs fn with a started instance, under the call deadline, and
-// turns its outcome into the host's state and an error wrapping
+// turns its outcome into the host's state, the outcome's class (an
+// Outcome constant; OutcomeOK when fn succeeded) and an error wrapping
 // ErrUnavailable.
-func (h *Host) call(ctx context.Context, fn func(context.Context, *instance) error) error {
+func (h *Host) call(ctx context.Context, fn func(context.Context, *instance) error) (string, error) {
 	// Waiting for a slot and for a start is bounded by the timeout too.
 	wait, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	select {
 	case h.slots <- struct{}{}:
 	case <-wait.Done():
-		return h.unavailable("all %d call slots busy: %w", h.cfg.MaxConcurrent, context.Cause(wait))
+		return notCalled(ctx), h.unavailable("all %d call slots busy: %w", h.cfg.MaxConcurrent, context.Cause(wait))
 	case <-h.life.Done():
-		return h.unavailable("%w", errClosed)
+		return OutcomeUnavailable, h.unavailable("%w", errClosed)
 	}
 	defer func() { <-h.slots }()
 
 	inst, err := h.instance(wait)
 	if err != nil {
-		return err
+		return notCalled(ctx), err
 	}
 	defer h.release()
 
 	callCtx, end := h.callContext(ctx)
 	defer end()
 	return h.settle(ctx, callCtx, inst, fn(callCtx, inst))
+}
+
+// notCalled is the outcome of a call that never reached a process.
+func notCalled(ctx context.Context) string {
+	if ctx.Err() != nil {
+		return OutcomeCanceled
+	}
+	return OutcomeUnavailable
 }
 
 // callContext merges the caller's context, the host's lifetime and the
@@ -341,6 +361,7 @@ func (h *Host) start(started chan struct{}) {
 	}
 	defer h.mu.Unlock()
 	if err != nil {
+		h.stats.startFailed()
 		h.failures++
 		d := backoff(h.failures)
 		h.retryAt, h.lastErr = time.Now().Add(d), err
@@ -352,6 +373,8 @@ func (h *Host) start(started chan struct{}) {
 		return
 	}
 	h.inst, h.timeouts = inst, 0
+	h.stats.started(h.hadInst)
+	h.hadInst = true
 	h.log.Info("validator plugin started", "pid", inst.pid)
 	if h.inflight == 0 {
 		h.lastUse = time.Now()
@@ -389,12 +412,12 @@ func (h *Host) stopIdle() {
 		return
 	}
 	h.log.Info("stopping idle validator plugin", "pid", h.inst.pid, "idle", h.cfg.IdleTimeout)
-	h.dropLocked()
+	h.dropLocked(StopIdle)
 }
 
 // settle classifies a call's outcome, updates the host's state and returns
-// the caller's error.
-func (h *Host) settle(ctx, callCtx context.Context, inst *instance, err error) error {
+// the outcome's class and the caller's error.
+func (h *Host) settle(ctx, callCtx context.Context, inst *instance, err error) (string, error) {
 	switch {
 	case err == nil:
 		h.mu.Lock()
@@ -402,7 +425,7 @@ func (h *Host) settle(ctx, callCtx context.Context, inst *instance, err error) e
 			h.timeouts, h.failures = 0, 0
 		}
 		h.mu.Unlock()
-		return nil
+		return OutcomeOK, nil
 
 	case timedOut(ctx, callCtx, err):
 		h.mu.Lock()
@@ -410,17 +433,17 @@ func (h *Host) settle(ctx, callCtx context.Context, inst *instance, err error) e
 			h.timeouts++
 			if h.timeouts >= h.cfg.MaxTimeouts {
 				h.log.Warn("recycling validator plugin after consecutive timeouts", "pid", inst.pid, "timeouts", h.timeouts, "timeout", h.cfg.Timeout)
-				h.dropLocked()
+				h.dropLocked(StopTimeouts)
 			}
 		}
 		h.mu.Unlock()
-		return h.unavailable("no answer within %s: %w", h.cfg.Timeout, errCallTimeout)
+		return OutcomeTimeout, h.unavailable("no answer within %s: %w", h.cfg.Timeout, errCallTimeout)
 
 	case h.life.Err() != nil:
-		return h.unavailable("%w", errClosed)
+		return OutcomeUnavailable, h.unavailable("%w", errClosed)
 
 	case ctx.Err() != nil:
-		return h.unavailable("call abandoned: %w", context.Cause(ctx))
+		return OutcomeCanceled, h.unavailable("call abandoned: %w", context.Cause(ctx))
 
 	case status.Code(err) == codes.Unavailable || inst.exited():
 		// The connection broke: the process died or is unusable.
@@ -429,7 +452,7 @@ func (h *Host) settle(ctx, callCtx context.Context, inst *instance, err error) e
 			h.diedLocked(inst, err)
 		}
 		h.mu.Unlock()
-		return h.unavailable("plugin process failed: %w", err)
+		return OutcomeCrashed, h.unavailable("plugin process failed: %w", err)
 
 	default:
 		// The plugin answered, with an error status or garbage.
@@ -439,7 +462,7 @@ func (h *Host) settle(ctx, callCtx context.Context, inst *instance, err error) e
 		}
 		h.mu.Unlock()
 		h.log.Warn("validator plugin call failed", "pid", inst.pid, "error", err)
-		return h.unavailable("plugin error: %w", err)
+		return OutcomeError, h.unavailable("plugin error: %w", err)
 	}
 }
 
@@ -467,16 +490,18 @@ func (h *Host) diedLocked(inst *instance, err error) {
 	d := backoff(h.failures)
 	h.retryAt, h.lastErr = time.Now().Add(d), fmt.Errorf("plugin process %d died: %w", inst.pid, err)
 	h.log.Warn("validator plugin died; restarting at a call after the backoff", "pid", inst.pid, "error", err, "retry_in", d)
-	h.dropLocked()
+	h.dropLocked(StopCrash)
 }
 
-// dropLocked forgets the current instance and kills it in the background.
-func (h *Host) dropLocked() {
+// dropLocked forgets the current instance, counts its stop for reason and
+// kills it in the background.
+func (h *Host) dropLocked(reason string) {
 	inst := h.inst
 	h.inst, h.timeouts = nil, 0
 	if inst == nil || h.closed {
 		return
 	}
+	h.stats.stopped(reason)
 	h.bg.Add(1)
 	go func() {
 		defer h.bg.Done()
