@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -119,9 +118,3 @@ func (s *Server) events(c *gin.Context) {
 	}
 }
 
-// untilStopped returns ctx, also canceled when the server stops streams.
-func (s *Server) untilStopped(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.stopped, cancel)
-	return ctx, func() { stop(); cancel() }
-}

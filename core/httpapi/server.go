@@ -263,9 +263,7 @@ func (s *Server) pull(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	if req.WaitMs != nil && *req.WaitMs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = s.untilStopped(ctx) // a shutdown ends the wait
-		defer cancel()
+		ctx = pull.WithWaitStop(ctx, s.stopped.Done()) // a shutdown ends the wait, not the reads
 	}
 	start := time.Now()
 	resp, err := t.Pull.Pull(ctx, c.GetString(subjectKey), roles(c), req)
@@ -275,7 +273,7 @@ func (s *Server) pull(c *gin.Context) {
 		return
 	}
 	s.metrics.countPull(t.Manifest.ID, resp)
-	c.JSON(http.StatusOK, resp)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", resp.AppendJSON(make([]byte, 0, 8<<10)))
 }
 
 // roles are the per-scope roles the request's token grants (nil for none).

@@ -216,7 +216,9 @@ func (s *Service) Pull(ctx context.Context, subject string, roles map[string]str
 	case <-ready:
 	case <-timer.C:
 		return resp, nil
-	case <-ctx.Done(): // the client left or the server is stopping: the wait ends empty
+	case <-ctx.Done(): // the client left: the wait ends empty
+		return resp, nil
+	case <-waitStop(ctx): // the server is stopping
 		return resp, nil
 	}
 	if resp.Cursor != nil && *resp.Cursor != "" {
@@ -227,6 +229,20 @@ func (s *Service) Pull(ctx context.Context, subject string, roles map[string]str
 		}
 	}
 	return s.page(ctx, who, req, cur, scopes, limit)
+}
+
+type waitStopKey struct{}
+
+// WithWaitStop returns ctx carrying done: a long poll's wait ends (with the
+// empty page it has) when done is closed, without canceling its reads, so
+// that a stopping server answers its waiting pulls cleanly.
+func WithWaitStop(ctx context.Context, done <-chan struct{}) context.Context {
+	return context.WithValue(ctx, waitStopKey{}, done)
+}
+
+func waitStop(ctx context.Context) <-chan struct{} {
+	done, _ := ctx.Value(waitStopKey{}).(<-chan struct{})
+	return done // nil: never
 }
 
 // page reads one page of scopes after cur.
