@@ -117,4 +117,3 @@ func (s *Server) events(c *gin.Context) {
 		w.Flush()
 	}
 }
-
