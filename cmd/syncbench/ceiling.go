@@ -187,6 +187,7 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 	pages := &latencies{}
 	var mu sync.Mutex
 	entries := 0
+	pulled := map[*UserPlan][]Entry{}
 	start = time.Now()
 	err = forEachClient(clients, p.Users, func(u *UserPlan) error {
 		got, err := readBack(ctx, pool, u.ID, limit, pages)
@@ -195,14 +196,17 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 		}
 		mu.Lock()
 		entries += len(got)
+		pulled[u] = got
 		mu.Unlock()
-		VerifyUser(v, u, acks[u.ID], got)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	pass.Pull = pullStats(entries, time.Since(start), pages)
+	for _, u := range p.Users { // after the clock, as for syncplane
+		VerifyUser(v, u, acks[u.ID], pulled[u])
+	}
 	return pass, nil
 }
 

@@ -101,6 +101,11 @@ func (c *client) post(ctx context.Context, path, token string, body any, out any
 	if err != nil {
 		return err
 	}
+	return c.postRaw(ctx, path, token, b, out)
+}
+
+// postRaw is post with a body already encoded.
+func (c *client) postRaw(ctx context.Context, path, token string, b []byte, out any) error {
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
 		if err != nil {
@@ -156,8 +161,22 @@ type pushResult struct {
 // push sends one batch and records every acknowledgment in acks; an event
 // with an error (or without a changelog id) is a verification failure.
 func (c *client) push(ctx context.Context, token string, batch []Event, acks Acks, v *Verification) error {
+	body, err := pushBody(batch)
+	if err != nil {
+		return err
+	}
+	return c.pushEncoded(ctx, token, batch, body, acks, v)
+}
+
+// pushBody is the push request of batch.
+func pushBody(batch []Event) ([]byte, error) {
+	return json.Marshal(map[string]any{"events": batch})
+}
+
+// pushEncoded is push with the request already encoded (pushBody).
+func (c *client) pushEncoded(ctx context.Context, token string, batch []Event, body []byte, acks Acks, v *Verification) error {
 	var res []pushResult
-	if err := c.post(ctx, "/push", token, map[string]any{"events": batch}, &res); err != nil {
+	if err := c.postRaw(ctx, "/push", token, body, &res); err != nil {
 		return err
 	}
 	if len(res) != len(batch) {

@@ -22,6 +22,16 @@ func ObjectBytes(payload []byte) ([]byte, bool) {
 	return bytes.TrimRight(b, " \t\r\n"), true
 }
 
+// ValidObjectBytes is ObjectBytes for a payload already known to be one
+// valid JSON value (a member of a document json.Valid accepted).
+func ValidObjectBytes(payload []byte) ([]byte, bool) {
+	b := bytes.TrimLeft(payload, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	return bytes.TrimRight(b, " \t\r\n"), true
+}
+
 func SkipSpace(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncplane/syncplane/core/jsonscan"
+	"github.com/syncplane/syncplane/core/schema"
 )
 
 // Event is one outbox event as the client sent it. Only the fields push
@@ -20,6 +21,17 @@ type Event struct {
 	EntityType string
 	Operation  string
 	Payload    json.RawMessage
+
+	validJSON bool // Payload is known to be valid JSON (DecodeBody checked the body)
+}
+
+// validate validates the payload against m, without checking its JSON
+// again when DecodeBody already did.
+func (e *Event) validate(m *schema.Model) (schema.Record, error) {
+	if e.validJSON {
+		return m.ValidateValid(e.Payload)
+	}
+	return m.Validate(e.Payload)
 }
 
 // BodyError is a request body that cannot be read as a push batch. Details
@@ -56,10 +68,17 @@ var required = []string{"id", "entityType", "operation", "payload"}
 // fields, an event without an id. Problems of one event's model, operation
 // or payload are not body errors: push reports them per event.
 func DecodeBody(body []byte) ([]Event, error) {
-	if events, ok := scanBody(body); ok {
-		return events, nil
+	events, ok := scanBody(body)
+	if !ok {
+		var err error
+		if events, err = decodeBodyChecked(body); err != nil {
+			return nil, err
+		}
 	}
-	return decodeBodyChecked(body)
+	for i := range events { // every payload is a member of a valid document
+		events[i].validJSON = true
+	}
+	return events, nil
 }
 
 // decodeBodyChecked is DecodeBody by way of encoding/json: it decides

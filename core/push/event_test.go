@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/syncplane/syncplane/core/push"
 )
@@ -93,7 +94,7 @@ func TestDecodeBodyValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeBody(%s) failed: %v", tc.body, err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmpopts.IgnoreUnexported(push.Event{})); diff != "" {
 				t.Errorf("DecodeBody(%s) (-want +got):\n%s", tc.body, diff)
 			}
 		})

@@ -152,7 +152,7 @@ func (s *Service) check(it *item) *EventError {
 	it.model = m
 	switch changelog.Operation(it.ev.Operation) {
 	case changelog.Create, changelog.Update:
-		rec, err := m.Validate(it.ev.Payload)
+		rec, err := it.ev.validate(m)
 		if err != nil {
 			return fail(RecordValidationFailure, false, "validation failed for model %s: %v", m.Name, err)
 		}
@@ -161,7 +161,7 @@ func (s *Service) check(it *item) *EventError {
 	case changelog.Delete:
 		// The client sends the whole record; only its key is needed, and
 		// the rest helps to find the scope of a record that is gone.
-		if rec, err := m.Validate(it.ev.Payload); err == nil {
+		if rec, err := it.ev.validate(m); err == nil {
 			it.rec = rec
 			it.pk = m.Key(rec)
 		} else {

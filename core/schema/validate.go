@@ -64,6 +64,18 @@ func (m *Model) Validate(payload json.RawMessage) (Record, error) {
 	// it would, then the members are walked in place and each value is
 	// converted straight from its bytes (see scalarValue).
 	obj, ok := jsonscan.ObjectBytes(payload)
+	return m.validate(obj, ok)
+}
+
+// ValidateValid is Validate for a payload already known to be one valid
+// JSON value, such as a member of a request body that json.Valid
+// accepted: it is not checked again.
+func (m *Model) ValidateValid(payload json.RawMessage) (Record, error) {
+	obj, ok := jsonscan.ValidObjectBytes(payload)
+	return m.validate(obj, ok)
+}
+
+func (m *Model) validate(obj []byte, ok bool) (Record, error) {
 	if !ok {
 		return nil, &ValidationError{Msg: "payload must be a JSON object"}
 	}

@@ -39,6 +39,10 @@ func FuzzValidateEquivalent(f *testing.F) {
 			got, gotErr := m.Validate(json.RawMessage(payload))
 			want, wantErr := refValidate(m, json.RawMessage(payload))
 			compare(t, m.Name+".Validate", got, gotErr, want, wantErr)
+			if json.Valid([]byte(payload)) { // what ValidateValid may assume
+				got, gotErr = m.ValidateValid(json.RawMessage(payload))
+				compare(t, m.Name+".ValidateValid", got, gotErr, want, wantErr)
+			}
 		}
 		// Single values, as ValidateKey and ValidateFilter pass them.
 		if !json.Valid([]byte(payload)) || isNull([]byte(payload)) {
