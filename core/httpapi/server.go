@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -211,7 +212,11 @@ func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
 	if c.Request.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit))
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var b []byte
+	if n := c.Request.ContentLength; n > 0 {
+		b = make([]byte, 0, n+1) // +1: ReadAll's final read sees EOF without growing
+	}
+	b, err := readAll(b, http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
@@ -273,7 +278,12 @@ func (s *Server) pull(c *gin.Context) {
 		return
 	}
 	s.metrics.countPull(t.Manifest.ID, resp)
-	c.Data(http.StatusOK, "application/json; charset=utf-8", resp.AppendJSON(make([]byte, 0, 8<<10)))
+	buf := pageBuffers.Get().(*[]byte)
+	*buf = resp.AppendJSON((*buf)[:0])
+	c.Data(http.StatusOK, "application/json; charset=utf-8", *buf)
+	if cap(*buf) <= 1<<20 { // keep the pool's buffers page-sized
+		pageBuffers.Put(buf)
+	}
 }
 
 // roles are the per-scope roles the request's token grants (nil for none).
@@ -281,4 +291,24 @@ func roles(c *gin.Context) map[string]string {
 	r, _ := c.Get(rolesKey)
 	m, _ := r.(map[string]string)
 	return m
+}
+
+// pageBuffers hold pull responses while they are written.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// readAll is io.ReadAll appending to b.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
 }

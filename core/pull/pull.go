@@ -255,7 +255,8 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	// cursor moves past them, the client never sees them. A page made only
 	// of such entries would look like the end to the client, so reading
 	// goes on until a page has something to show or the stream ends.
-	var read, visible []changelog.Entry
+	read := make([]changelog.Entry, 0, limit)
+	visible := make([]changelog.Entry, 0, limit)
 	for {
 		entries, err := s.store.ChangesAcross(ctx, after, limit)
 		if err != nil {
@@ -276,7 +277,7 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 			break
 		}
 	}
-	resp := &Response{Cursor: req.LastChangelogID, LogsWithRecords: []LogWithRecord{}}
+	resp := &Response{Cursor: req.LastChangelogID, LogsWithRecords: make([]LogWithRecord, 0, len(visible))}
 	if len(read) == 0 {
 		return resp, nil
 	}
@@ -386,8 +387,10 @@ func (s *Service) materialize(ctx context.Context, who *reader, entries []change
 		}
 		byModel[e.Model] = append(byModel[e.Model], pk)
 	}
-	// model → key → the record's JSON, when the reader may see it
+	// model → key → the record's JSON, when the reader may see it; the
+	// records share one buffer (a slice of it stays valid when it grows)
 	found := make(map[string]map[string]json.RawMessage, len(order))
+	buf := make([]byte, 0, 256*len(entries))
 	for _, model := range order {
 		m := s.sch.Model(model)
 		recs, scopes, err := s.store.LoadScoped(ctx, model, byModel[model])
@@ -414,11 +417,12 @@ func (s *Service) materialize(ctx context.Context, who *reader, entries []change
 			for k, f := range m.PrimaryKey {
 				pk[k] = rec[f]
 			}
-			b, err := m.MarshalRecord(rec)
+			start := len(buf)
+			buf, err = m.AppendRecord(buf, rec)
 			if err != nil {
 				return nil, fmt.Errorf("%s record %s: %w", model, scope.KeyJSON(pk), err)
 			}
-			got[scope.KeyJSON(pk)] = b
+			got[scope.KeyJSON(pk)] = buf[start:len(buf):len(buf)]
 		}
 		found[model] = got
 	}

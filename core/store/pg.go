@@ -394,5 +394,5 @@ func (t *Tenant) pgChangesAcross(ctx context.Context, scopes []string, after map
 	if err != nil {
 		return nil, classify(err)
 	}
-	return scanEntries(rows)
+	return scanEntries(rows, limit)
 }

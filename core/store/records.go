@@ -106,14 +106,14 @@ func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, lim
 	if err != nil {
 		return nil, classify(err)
 	}
-	return scanEntries(rows)
+	return scanEntries(rows, limit)
 }
 
 // scanEntries reads changelog entries (columns as in ChangesAcross) and
 // closes rows.
-func scanEntries(rows *sql.Rows) ([]changelog.Entry, error) {
+func scanEntries(rows *sql.Rows, limit int) ([]changelog.Entry, error) {
 	defer rows.Close()
-	var out []changelog.Entry
+	out := make([]changelog.Entry, 0, min(limit, 1000))
 	for rows.Next() {
 		var e changelog.Entry
 		var keyPath string

@@ -108,8 +108,8 @@ func (t *Tenant) LoadScoped(ctx context.Context, model string, keys [][]any) ([]
 	for i := range scopes {
 		dest[n+i] = &scopes[i]
 	}
-	var recs []schema.Record
-	var out [][]string
+	recs := make([]schema.Record, 0, len(keys))
+	out := make([][]string, 0, len(keys))
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, classify(err))
