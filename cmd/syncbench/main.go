@@ -46,6 +46,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -83,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		mix      = fs.String("mix", "70/20/10", "create/update/delete percentages of the second round")
 		asJSON   = fs.Bool("json", false, "print the report as JSON")
 		seed     = fs.Uint64("seed", 1, "random seed of the workload")
+		cpuProf  = fs.String("cpuprofile", "", "write syncbench's own CPU profile to `file` (the load generator's share of the machine)")
 		serve    = fs.Bool("serve", false, "start `syncplane serve` (see --server-bin, --serve-postgres) instead of --url, and report its RSS")
 		sc       ServeConfig
 	)
@@ -108,6 +110,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "syncbench: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fmt.Fprintln(stderr, "syncbench:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "syncbench:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var err error
 	if cfg.Mix, err = ParseMix(*mix); err != nil {

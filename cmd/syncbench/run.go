@@ -233,7 +233,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 	pages := &latencies{}
 	var mu sync.Mutex
 	entries := 0
-	pulled := map[*UserPlan][]Entry{}
+	raw := map[*UserPlan][][]byte{}
 	start = time.Now()
 	err = forEachClient(cfg.Clients, p.Users, func(u *UserPlan) error {
 		got, err := c.pullAll(ctx, tokens[u.ID], cfg.PullLimit, pages)
@@ -241,18 +241,23 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 			return fmt.Errorf("user %s: %w", u.ID, err)
 		}
 		mu.Lock()
-		entries += len(got)
-		pulled[u] = got
+		raw[u] = got
 		mu.Unlock()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	rep.Pull = pullStats(entries, time.Since(start), pages)
+	elapsed := time.Since(start)
 	for _, u := range p.Users {
-		VerifyUser(rep.Verify, u, acks[u.ID], pulled[u])
+		got, err := decodePages(raw[u])
+		if err != nil {
+			return nil, fmt.Errorf("user %s: %w", u.ID, err)
+		}
+		entries += len(got)
+		VerifyUser(rep.Verify, u, acks[u.ID], got)
 	}
+	rep.Pull = pullStats(entries, elapsed, pages)
 	rep.Verified = rep.Verify.OK()
 	return rep, nil
 }
