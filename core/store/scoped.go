@@ -14,14 +14,16 @@ import (
 // scopedSelect renders the start of a query reading records of ti's model
 // (alias m) together with one scope column per ownership path: the root
 // key the path reaches, or NULL when a foreign key on the path is null.
-// Each hop but the last is a LEFT JOIN; the last hop's foreign key holds
-// the root's key itself when it references the root's primary key, and
-// the database's foreign keys guarantee that the root exists.
+// Each hop but the last is a correlated scalar subquery, an index lookup
+// by the referenced key whatever the table statistics say (a join may be
+// planned as a scan of the whole parent table); the last hop's foreign key
+// holds the root's key itself when it references the root's primary key,
+// and the database's foreign keys guarantee that the root exists.
 func (t *Tenant) scopedSelect(ti *tableInfo) (string, int) {
 	if t.own == nil || !t.own.IsSynced(ti.model.Name) {
 		return "", 0
 	}
-	var sel, joins strings.Builder
+	var sel strings.Builder
 	for i, c := range ti.table.Columns {
 		if i > 0 {
 			sel.WriteString(", ")
@@ -29,34 +31,41 @@ func (t *Tenant) scopedSelect(ti *tableInfo) (string, int) {
 		sel.WriteString(t.d.selectExpr("m."+quote(c.Name), c))
 	}
 	root := t.own.Root
+	from := " FROM " + ti.name + " AS m"
 	if ti.model.Name == root.Name {
 		sel.WriteString(", CAST(m." + quote(column(root, root.PrimaryKey[0])) + " AS TEXT)")
-		return "SELECT " + sel.String() + " FROM " + ti.name + " AS m", 1
+		return "SELECT " + sel.String() + from, 1
 	}
 	paths := t.own.Paths(ti.model.Name)
 	for p, path := range paths {
-		from, model := "m", ti.model
-		for h, hop := range path {
-			target := t.tables[hop.Target].model
-			if h == len(path)-1 && slices.Equal(hop.References, root.PrimaryKey) {
-				sel.WriteString(", CAST(" + from + "." + quote(column(model, hop.Fields[0])) + " AS TEXT)")
-				break
-			}
-			alias := "p" + strconv.Itoa(p) + "_" + strconv.Itoa(h)
-			joins.WriteString(" LEFT JOIN " + t.tables[hop.Target].name + " AS " + alias + " ON ")
-			for k, f := range hop.Fields {
-				if k > 0 {
-					joins.WriteString(" AND ")
-				}
-				joins.WriteString(alias + "." + quote(column(target, hop.References[k])) + " = " + from + "." + quote(column(model, f)))
-			}
-			if h == len(path)-1 {
-				sel.WriteString(", CAST(" + alias + "." + quote(column(root, root.PrimaryKey[0])) + " AS TEXT)")
-			}
-			from, model = alias, target
-		}
+		sel.WriteString(", CAST(" + t.scopeExpr(path, p, 0, "m", ti.model) + " AS TEXT)")
 	}
-	return "SELECT " + sel.String() + " FROM " + ti.name + " AS m" + joins.String(), len(paths)
+	return "SELECT " + sel.String() + from, len(paths)
+}
+
+// scopeExpr is the root key reached from the record aliased from (of
+// model) along path[h:].
+func (t *Tenant) scopeExpr(path schema.Path, p, h int, from string, model *schema.Model) string {
+	hop := path[h]
+	root := t.own.Root
+	last := h == len(path)-1
+	if last && slices.Equal(hop.References, root.PrimaryKey) {
+		return from + "." + quote(column(model, hop.Fields[0]))
+	}
+	target := t.tables[hop.Target].model
+	alias := "p" + strconv.Itoa(p) + "_" + strconv.Itoa(h)
+	var where strings.Builder
+	for k, f := range hop.Fields {
+		if k > 0 {
+			where.WriteString(" AND ")
+		}
+		where.WriteString(alias + "." + quote(column(target, hop.References[k])) + " = " + from + "." + quote(column(model, f)))
+	}
+	inner := alias + "." + quote(column(root, root.PrimaryKey[0]))
+	if !last {
+		inner = t.scopeExpr(path, p, h+1, alias, target)
+	}
+	return "(SELECT " + inner + " FROM " + t.tables[hop.Target].name + " AS " + alias + " WHERE " + where.String() + ")"
 }
 
 // column is the stored column of a model's field.
