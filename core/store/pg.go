@@ -27,9 +27,12 @@ import (
 // caches per connection, with binary parameters. Everything else (DDL,
 // migrations, rare reads, SQLite) goes through bun.
 
-// prepared makes pgx prepare the statement once per connection and reuse
-// it (the pool's default mode is the simple protocol, see Open).
+// prepared makes pgx prepare a write once per connection and reuse it
+// (the pool's default mode is the simple protocol, see Open): after a few
+// executions PostgreSQL keeps a generic plan, which for these statements
+// is as good as any and saves planning a large statement every time.
 var prepared any = pgx.QueryExecModeCacheStatement
+
 
 // pgArgs numbers the parameters of one statement (or of several combined
 // into one).
@@ -46,6 +49,7 @@ func (p *pgArgs) bind(v any, typ string) string {
 }
 
 func (p *pgArgs) all() []any { return append([]any{prepared}, p.args...) }
+
 
 // pgArray turns one column's values into a typed Go slice that pgx sends
 // as a PostgreSQL array (nil elements are NULL), with the array's SQL type
@@ -356,13 +360,15 @@ func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (*sql.Rows, erro
 	return x.tx.Tx.QueryContext(ctx, q, p.all()...)
 }
 
-// pgQuery runs a read built with p on db (a *sql.DB or *sql.Tx).
-func pgQuery(ctx context.Context, db bun.IConn, p *pgArgs, q string) (*sql.Rows, error) {
+// pgQuery runs a read built with p on db (a bun.Tx or *bun.DB), with the
+// given pgx query mode.
+func pgQuery(ctx context.Context, db bun.IConn, mode any, p *pgArgs, q string) (*sql.Rows, error) {
+	args := append([]any{mode}, p.args...)
 	switch c := db.(type) {
 	case bun.Tx:
-		return c.Tx.QueryContext(ctx, q, p.all()...)
+		return c.Tx.QueryContext(ctx, q, args...)
 	case *bun.DB:
-		return c.DB.QueryContext(ctx, q, p.all()...)
+		return c.DB.QueryContext(ctx, q, args...)
 	}
 	return nil, fmt.Errorf("store: unexpected connection %T", db)
 }

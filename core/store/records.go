@@ -213,7 +213,7 @@ func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, ids []string) 
 	var err error
 	if t.d.name() == "postgres" {
 		p := &pgArgs{}
-		rows, err = pgQuery(ctx, db, p, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id = ANY(`+p.bind(ids, "text[]")+")")
+		rows, err = pgQuery(ctx, db, prepared, p, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id = ANY(`+p.bind(ids, "text[]")+")")
 	} else {
 		rows, err = db.QueryContext(ctx, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id IN (?)`, bun.In(ids))
 	}
@@ -399,7 +399,7 @@ func (t *Tenant) query(ctx context.Context, db bun.IConn, model string, fields [
 		if where, err = pgKeyFilter(p, ti, "", fields, keys); err != nil {
 			return nil, err
 		}
-		rows, err = pgQuery(ctx, db, p, q+" WHERE "+where)
+		rows, err = pgQuery(ctx, db, prepared, p, q+" WHERE "+where)
 	} else {
 		if len(fields) > 0 {
 			var where string

@@ -98,7 +98,7 @@ func (t *Tenant) LoadScoped(ctx context.Context, model string, keys [][]any) ([]
 		if where, err = pgKeyFilter(p, ti, "m.", ti.model.PrimaryKey, keys); err != nil {
 			return nil, nil, err
 		}
-		rows, err = pgQuery(ctx, t.db, p, ti.scoped+" WHERE "+where)
+		rows, err = pgQuery(ctx, t.db, prepared, p, ti.scoped+" WHERE "+where)
 	} else {
 		where, args := t.keyFilter(ti, "m.", ti.model.PrimaryKey, keys)
 		rows, err = t.db.QueryContext(ctx, ti.scoped+" WHERE "+where, args...)

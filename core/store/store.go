@@ -51,6 +51,19 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 		// unique: the simple protocol runs it in one round trip, where
 		// pgx's default would prepare (and cache) each one first.
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		// Every statement of push and pull reads through an index (keys,
+		// foreign keys, (scope_key, id)). A generic plan, which the prepared
+		// statements of pg.go keep after a few executions, is made once: when
+		// that happens while a new tenant's tables are nearly empty, a scan of
+		// the whole table looks cheapest and stays in use as the table grows.
+		// Seq scans are therefore priced out (they still run where no index
+		// applies).
+		if cfg.RuntimeParams == nil {
+			cfg.RuntimeParams = map[string]string{}
+		}
+		if _, set := cfg.RuntimeParams["enable_seqscan"]; !set {
+			cfg.RuntimeParams["enable_seqscan"] = "off"
+		}
 		sqldb := stdlib.OpenDB(*cfg)
 		sqldb.SetMaxOpenConns(32)
 		sqldb.SetMaxIdleConns(32)
