@@ -29,10 +29,11 @@
 // --reference=false skips it), and prints syncplane's figures as a ratio
 // of each.
 //
-// Two more commands:
+// Three more commands:
 //
 //	syncbench standard   # the standard scenario on SQLite and PostgreSQL, one table
 //	syncbench sse-idle --conns 10000   # server memory per idle event stream
+//	syncbench poke-latency --pushes 500   # commit through one server to poke on another's stream
 package main
 
 import (
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runStandard(ctx, args[1:], stdout, stderr)
 		case "sse-idle":
 			return runSSEIdle(ctx, args[1:], stdout, stderr)
+		case "poke-latency":
+			return runPokeLatency(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("syncbench", flag.ContinueOnError)
@@ -73,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: syncbench [flags]            push, pull and verify (--url, or --serve)")
 		fmt.Fprintln(stderr, "       syncbench standard [flags]   the standard scenario on SQLite and PostgreSQL")
 		fmt.Fprintln(stderr, "       syncbench sse-idle [flags]   server memory per idle event stream")
+		fmt.Fprintln(stderr, "       syncbench poke-latency [flags]   commit-to-poke latency across two servers on PostgreSQL")
 		fs.PrintDefaults()
 	}
 	var (

@@ -36,13 +36,21 @@ type ServeConfig struct {
 	// SYNCPLANE_DATABASE_URL) and dropped afterwards; empty: the embedded
 	// SQLite store in the temporary data directory.
 	PostgresURL string
+	// DatabaseURL, when set instead of PostgresURL, is an existing
+	// PostgreSQL database the server uses as it is (neither created nor
+	// dropped): how several servers share one database.
+	DatabaseURL string
+	// DemoKey, when set, is written to <data>/demo.key before the server
+	// starts, so that it signs the demo tenant's tokens with this key
+	// (another server's Secret) instead of generating one.
+	DemoKey []byte
 	// LogLevel is the server's SYNCPLANE_LOG_LEVEL; empty: info.
 	LogLevel string
 }
 
 // Database names the store: "sqlite" or "postgres".
 func (c ServeConfig) Database() string {
-	if c.PostgresURL != "" {
+	if c.PostgresURL != "" || c.DatabaseURL != "" {
 		return "postgres"
 	}
 	return "sqlite"
@@ -102,8 +110,9 @@ type Server struct {
 
 // StartServer starts `syncplane serve --addr 127.0.0.1:0` on a temporary
 // data directory (and a scratch PostgreSQL database with
-// cfg.PostgresURL), waits until it serves the demo tenant, and reads the
-// demo key it generated. The caller must Stop it; the process is also
+// cfg.PostgresURL, or the database cfg.DatabaseURL), waits until it serves
+// the demo tenant, and reads the demo key it generated (or was given,
+// cfg.DemoKey). The caller must Stop it; the process is also
 // killed by the kernel if syncbench dies (Pdeathsig).
 func StartServer(ctx context.Context, cfg ServeConfig) (s *Server, err error) {
 	s = &Server{done: make(chan struct{}), logs: &tailLog{max: 40}, DB: cfg.Database()}
@@ -112,6 +121,9 @@ func StartServer(ctx context.Context, cfg ServeConfig) (s *Server, err error) {
 			s.Stop()
 		}
 	}()
+	if cfg.PostgresURL != "" && cfg.DatabaseURL != "" {
+		return s, errors.New("serve: give a PostgreSQL server (for a scratch database) or a database, not both")
+	}
 	bin := cfg.Bin
 	tmp, err := os.MkdirTemp("", "syncbench-")
 	if err != nil {
@@ -124,8 +136,20 @@ func StartServer(ctx context.Context, cfg ServeConfig) (s *Server, err error) {
 		}
 	}
 	s.Data = filepath.Join(tmp, "data")
+	if cfg.DemoKey != nil {
+		if err := os.MkdirAll(s.Data, 0o750); err != nil {
+			return s, err
+		}
+		if err := os.WriteFile(filepath.Join(s.Data, "demo.key"), append(append([]byte(nil), cfg.DemoKey...), '\n'), 0o600); err != nil {
+			return s, err
+		}
+	}
 	env := serverEnv("SYNCPLANE_LOG_LEVEL=" + cmpOr(cfg.LogLevel, "info"))
-	if cfg.PostgresURL != "" {
+	switch {
+	case cfg.DatabaseURL != "":
+		s.DBURL = cfg.DatabaseURL
+		env = append(env, "SYNCPLANE_DATABASE_URL="+cfg.DatabaseURL)
+	case cfg.PostgresURL != "":
 		dbURL, drop, err := createScratchDB(ctx, cfg.PostgresURL)
 		if err != nil {
 			return s, err
