@@ -33,7 +33,6 @@ import (
 // is as good as any and saves planning a large statement every time.
 var prepared any = pgx.QueryExecModeCacheStatement
 
-
 // pgArgs numbers the parameters of one statement (or of several combined
 // into one).
 type pgArgs struct{ args []any }
@@ -49,7 +48,6 @@ func (p *pgArgs) bind(v any, typ string) string {
 }
 
 func (p *pgArgs) all() []any { return append([]any{prepared}, p.args...) }
-
 
 // pgArray turns one column's values into a typed Go slice that pgx sends
 // as a PostgreSQL array (nil elements are NULL), with the array's SQL type
