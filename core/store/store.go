@@ -91,7 +91,7 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 // openSQLite opens one SQLite file with WAL, a busy timeout, foreign keys
 // and immediate (write-locking) transactions.
 func openSQLite(path string) (*bun.DB, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -100,11 +100,22 @@ func openSQLite(path string) (*bun.DB, error) {
 	sqldb.SetMaxOpenConns(8)
 	sqldb.SetMaxIdleConns(8)
 	db := bun.NewDB(sqldb, sqlitedialect.New())
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	// Switching a new file to WAL needs a lock that SQLite does not wait
+	// for (busy_timeout does not apply): when another store opens the same
+	// file at that moment (two processes starting), the first connection
+	// fails with SQLITE_BUSY. Try again for a while.
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		err := db.Ping()
+		if err == nil {
+			return db, nil
+		}
+		if !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			db.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		time.Sleep(wait)
 	}
-	return db, nil
 }
 
 // redact hides a password in a URL for error messages.
