@@ -2,6 +2,7 @@
 // prisma-idb's pull. A page holds the entries of the subject's scope after
 // the client's cursor, oldest first, each with its record's current state
 // (null when the record is gone or no longer readable by the subject),
-// materialized with one query per model on the page (which also resolves
-// each record's current scopes), never one per entry.
+// read with the page: on PostgreSQL one statement returns the entries, their
+// records and each record's current scopes (elsewhere one more query per
+// model on the page), never one per entry.
 package pull

@@ -13,19 +13,17 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/jsonscan"
 	"github.com/syncplane/syncplane/core/schema"
-	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/store"
 )
 
 // Store reads one tenant's changelog and records.
 type Store interface {
-	// ChangesAcross returns at most limit entries of the given scopes, each
-	// after its own cursor id ("" for the beginning), merged in id order.
-	ChangesAcross(ctx context.Context, after map[string]string, limit int) ([]changelog.Entry, error)
+	// ChangesWithRecords returns at most limit entries of the given scopes,
+	// each after its own cursor id ("" for the beginning), merged in id
+	// order, each with its record's current state and scopes.
+	ChangesWithRecords(ctx context.Context, after map[string]string, limit int) ([]store.PageEntry, error)
 	// ScopesLike lists the existing scopes matching keyMatch patterns.
 	ScopesLike(ctx context.Context, patterns []string) ([]string, error)
-	// LoadScoped returns the records of model with the given primary keys
-	// and, for each, the scopes it resolves to now.
-	LoadScoped(ctx context.Context, model string, keys [][]any) ([]schema.Record, [][]string, error)
 }
 
 // Authorizer decides whether subject, with its token's per-scope roles,
@@ -256,14 +254,14 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	// of such entries would look like the end to the client, so reading
 	// goes on until a page has something to show or the stream ends.
 	read := make([]changelog.Entry, 0, limit)
-	visible := make([]changelog.Entry, 0, limit)
+	visible := make([]store.PageEntry, 0, limit)
 	for {
-		entries, err := s.store.ChangesAcross(ctx, after, limit)
+		entries, err := s.store.ChangesWithRecords(ctx, after, limit)
 		if err != nil {
 			return nil, err
 		}
-		read = append(read, entries...)
 		for _, e := range entries {
+			read = append(read, e.Entry)
 			after[e.ScopeKey] = e.ID
 			ok, err := who.allow(s.authz, e.ScopeKey, e.Model)
 			if err != nil {
@@ -281,7 +279,7 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	if len(read) == 0 {
 		return resp, nil
 	}
-	records, err := s.materialize(ctx, who, visible)
+	records, err := s.materialize(who, visible)
 	if err != nil {
 		return nil, err
 	}
@@ -364,73 +362,40 @@ func (s *Service) scopes(ctx context.Context, who *reader) ([]string, error) {
 	return out, nil
 }
 
-// materialize returns, per entry, its record's current JSON or nil when
-// the record is gone or no longer in a scope the reader may pull: one
-// query per model on the page, which also resolves each record's current
-// scopes.
-func (s *Service) materialize(ctx context.Context, who *reader, entries []changelog.Entry) ([]json.RawMessage, error) {
-	keys := make([]string, len(entries))
-	byModel := map[string][][]any{}
-	var order []string
+// materialize returns, per entry, its record's current JSON, or nil when
+// the record is gone or no longer in a scope the reader may pull. The
+// records come with the page (store.Tenant.ChangesWithRecords).
+func (s *Service) materialize(who *reader, entries []store.PageEntry) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, len(entries))
+	buf := make([]byte, 0, 256*len(entries)) // the records share one buffer
 	for i, e := range entries {
+		if e.Record == nil {
+			continue
+		}
 		m := s.sch.Model(e.Model)
 		if m == nil || !s.own.IsSynced(e.Model) {
-			continue // a model removed from sync since: its entries carry no record
+			continue
 		}
-		pk, err := m.ValidateKey(e.KeyPath)
-		if err != nil {
-			return nil, fmt.Errorf("changelog entry %s: key path %s: %w", e.ID, e.KeyPath, err)
-		}
-		keys[i] = scope.KeyJSON(pk)
-		if _, ok := byModel[e.Model]; !ok {
-			order = append(order, e.Model)
-		}
-		byModel[e.Model] = append(byModel[e.Model], pk)
-	}
-	// model → key → the record's JSON, when the reader may see it; the
-	// records share one buffer (a slice of it stays valid when it grows)
-	found := make(map[string]map[string]json.RawMessage, len(order))
-	buf := make([]byte, 0, 256*len(entries))
-	for _, model := range order {
-		m := s.sch.Model(model)
-		recs, scopes, err := s.store.LoadScoped(ctx, model, byModel[model])
-		if err != nil {
-			return nil, err
-		}
-		got := make(map[string]json.RawMessage, len(recs))
-		for i, rec := range recs {
-			visible := false
-			for _, sc := range scopes[i] {
-				ok, err := who.allow(s.authz, sc, model)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					visible = true
-					break
-				}
-			}
-			if !visible {
-				continue
-			}
-			pk := make([]any, len(m.PrimaryKey))
-			for k, f := range m.PrimaryKey {
-				pk[k] = rec[f]
-			}
-			start := len(buf)
-			buf, err = m.AppendRecord(buf, rec)
+		visible := false
+		for _, sc := range e.Scopes {
+			ok, err := who.allow(s.authz, sc, e.Model)
 			if err != nil {
-				return nil, fmt.Errorf("%s record %s: %w", model, scope.KeyJSON(pk), err)
+				return nil, err
 			}
-			got[scope.KeyJSON(pk)] = buf[start:len(buf):len(buf)]
+			if ok {
+				visible = true
+				break
+			}
 		}
-		found[model] = got
-	}
-	out := make([]json.RawMessage, len(entries))
-	for i, e := range entries {
-		if keys[i] != "" {
-			out[i] = found[e.Model][keys[i]]
+		if !visible {
+			continue
 		}
+		start := len(buf)
+		var err error
+		if buf, err = m.AppendRecord(buf, e.Record); err != nil {
+			return nil, fmt.Errorf("changelog entry %s: %w", e.ID, err)
+		}
+		out[i] = buf[start:len(buf):len(buf)]
 	}
 	return out, nil
 }

@@ -22,5 +22,6 @@
 // and scope heads in one statement (see Tx.Apply). Everything else goes
 // through bun, which renders arguments into the SQL text. A record is read
 // with the scopes its ownership paths resolve to in the same query
-// (Tenant.LoadScoped: one LEFT JOIN per intermediate hop).
+// (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a
+// pull page with its records in one statement (Tenant.ChangesWithRecords).
 package store

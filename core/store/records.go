@@ -122,15 +122,22 @@ func scanEntries(rows *sql.Rows, limit int) ([]changelog.Entry, error) {
 			return nil, classify(err)
 		}
 		e.KeyPath = json.RawMessage(keyPath)
-		switch c := created.(type) {
-		case time.Time:
-			e.CreatedAt = c.UTC()
-		case string:
-			e.CreatedAt, _ = time.Parse(time.RFC3339Nano, c)
-		}
+		e.CreatedAt = entryTime(created)
 		out = append(out, e)
 	}
 	return out, classify(rows.Err())
+}
+
+// entryTime reads a changelog entry's created_at as either driver returns it.
+func entryTime(created any) time.Time {
+	switch c := created.(type) {
+	case time.Time:
+		return c.UTC()
+	case string:
+		t, _ := time.Parse(time.RFC3339Nano, c)
+		return t
+	}
+	return time.Time{}
 }
 
 // ScopesLike returns the scopes that have changelog entries and match one

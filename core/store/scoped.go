@@ -20,6 +20,16 @@ import (
 // holds the root's key itself when it references the root's primary key,
 // and the database's foreign keys guarantee that the root exists.
 func (t *Tenant) scopedSelect(ti *tableInfo) (string, int) {
+	cols, n := t.scopedColumns(ti, "m")
+	if n == 0 {
+		return "", 0
+	}
+	return "SELECT " + cols + " FROM " + ti.name + " AS m", n
+}
+
+// scopedColumns is the select list of scopedSelect for the record aliased
+// alias, and how many scope columns end it (0: the model is not synced).
+func (t *Tenant) scopedColumns(ti *tableInfo, alias string) (string, int) {
 	if t.own == nil || !t.own.IsSynced(ti.model.Name) {
 		return "", 0
 	}
@@ -28,19 +38,18 @@ func (t *Tenant) scopedSelect(ti *tableInfo) (string, int) {
 		if i > 0 {
 			sel.WriteString(", ")
 		}
-		sel.WriteString(t.d.selectExpr("m."+quote(c.Name), c))
+		sel.WriteString(t.d.selectExpr(alias+"."+quote(c.Name), c))
 	}
 	root := t.own.Root
-	from := " FROM " + ti.name + " AS m"
 	if ti.model.Name == root.Name {
-		sel.WriteString(", CAST(m." + quote(column(root, root.PrimaryKey[0])) + " AS TEXT)")
-		return "SELECT " + sel.String() + from, 1
+		sel.WriteString(", CAST(" + alias + "." + quote(column(root, root.PrimaryKey[0])) + " AS TEXT)")
+		return sel.String(), 1
 	}
 	paths := t.own.Paths(ti.model.Name)
 	for p, path := range paths {
-		sel.WriteString(", CAST(" + t.scopeExpr(path, p, 0, "m", ti.model) + " AS TEXT)")
+		sel.WriteString(", CAST(" + t.scopeExpr(path, p, 0, alias, ti.model) + " AS TEXT)")
 	}
-	return "SELECT " + sel.String() + from, len(paths)
+	return sel.String(), len(paths)
 }
 
 // scopeExpr is the root key reached from the record aliased from (of

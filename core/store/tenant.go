@@ -25,6 +25,7 @@ type Tenant struct {
 	prefix string // `"t_acme".` on PostgreSQL, "" on SQLite
 	tables map[string]*tableInfo
 	own    *schema.Ownership
+	page   *pageQuery // PostgreSQL's one-statement pull page, when it applies
 }
 
 // tableInfo is how one model is stored.
@@ -65,6 +66,7 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	for _, ti := range t.tables {
 		ti.scoped, ti.paths = t.scopedSelect(ti)
 	}
+	t.page = t.newPageQuery()
 	if err := t.migrate(ctx, layout); err != nil {
 		return nil, err
 	}

@@ -200,3 +200,146 @@ func TestApply(t *testing.T) {
 		}
 	})
 }
+
+// TestChangesWithRecords checks a page with its records (one statement on
+// PostgreSQL) against ChangesAcross and LoadScoped: records of every model
+// and key shape (composite keys, integer keys), records deleted since,
+// entries of a model no longer synced, several scopes in one page.
+func TestChangesWithRecords(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		sch, own := parseSchema(t, kanban, "Workspace", "User")
+		tn, err := e.st.Tenant(ctx, "acme", sch, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upsert(t, tn, "Workspace", workspace("w1"), workspace("w2"))
+		upsert(t, tn, "Member", schema.Record{"workspaceId": "w1", "userId": "u1", "role": "OWNER"},
+			schema.Record{"workspaceId": "w2", "userId": "u2", "role": "MEMBER"})
+		upsert(t, tn, "Board", schema.Record{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)},
+			schema.Record{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)})
+		upsert(t, tn, "Card", schema.Record{"id": "c1", "boardId": "b1", "title": "x", "assigneeWs": "w2", "assigneeId": "u2"})
+		upsert(t, tn, "Pin", schema.Record{"boardId": "b2", "userId": "u1"})
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		last := ""
+		var es []changelog.Entry
+		add := func(model, key, sc string) {
+			id, err := changelog.Next(last, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = id
+			es = append(es, changelog.Entry{ID: id, Model: model, KeyPath: []byte(key), Operation: changelog.Update,
+				ScopeKey: sc, OutboxEventID: "ev-" + id, CreatedAt: now})
+		}
+		add("Workspace", `["w1"]`, "w1")
+		add("Board", `["b1"]`, "w1")
+		add("Member", `["w1","u1"]`, "w1")
+		add("Card", `["c1"]`, "w1")
+		add("Card", `["gone"]`, "w1")
+		add("User", `["u1"]`, "w1") // a model that is not synced
+		add("Pin", `["b2","u1"]`, "w2")
+		add("Board", `["b2"]`, "w2")
+		if err := appendEntries(t, tn, es); err != nil {
+			t.Fatal(err)
+		}
+		if tn.OneStatementPage() != (e.db.Name == "postgres") {
+			t.Fatalf("one-statement page: %v on %s", tn.OneStatementPage(), e.db.Name)
+		}
+		after := map[string]string{"w1": "", "w2": ""}
+		got, err := tn.ChangesWithRecords(ctx, after, 50)
+		if err != nil {
+			t.Fatalf("ChangesWithRecords: %v", err)
+		}
+		entries, err := tn.ChangesAcross(ctx, after, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(entries) {
+			t.Fatalf("%d entries, want %d", len(got), len(entries))
+		}
+		for i, g := range got {
+			if diff := cmp.Diff(entries[i], g.Entry); diff != "" {
+				t.Errorf("entry %d (-ChangesAcross +page):\n%s", i, diff)
+			}
+			var want schema.Record
+			var wantScopes []string
+			if m := sch.Model(g.Model); m != nil && own.IsSynced(g.Model) {
+				pk, err := m.ValidateKey(g.KeyPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs, scopes, err := tn.LoadScoped(ctx, g.Model, [][]any{pk})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(recs) == 1 {
+					want, wantScopes = recs[0], scopes[0]
+				}
+			}
+			if diff := cmp.Diff(want, g.Record, jsonEqual); diff != "" {
+				t.Errorf("%s %s record (-LoadScoped +page):\n%s", g.Model, g.KeyPath, diff)
+			}
+			if !slices.Equal(wantScopes, g.Scopes) {
+				t.Errorf("%s %s scopes %v, want %v", g.Model, g.KeyPath, g.Scopes, wantScopes)
+			}
+		}
+		if got[4].Record != nil || got[5].Record != nil {
+			t.Errorf("a deleted record or an unsynced model's entry has a record: %v, %v", got[4].Record, got[5].Record)
+		}
+		if got[3].Record == nil || !slices.Equal(got[3].Scopes, []string{"w1", "w2"}) {
+			t.Errorf("c1 = %v in %v, want the card in w1 and w2", got[3].Record, got[3].Scopes)
+		}
+		// The limit and the cursors hold across scopes.
+		page, err := tn.ChangesWithRecords(ctx, map[string]string{"w1": es[2].ID, "w2": ""}, 3)
+		if err != nil || len(page) != 3 || page[0].ID != es[3].ID || page[2].ID != es[5].ID {
+			t.Errorf("second page = %v, %v; want entries 3 to 5", page, err)
+		}
+	})
+}
+
+// TestChangesWithRecordsIntegerKeys: the one-statement page reads integer
+// keys out of the key path.
+func TestChangesWithRecordsIntegerKeys(t *testing.T) {
+	const src = `
+model Org {
+  id    Int    @id
+  name  String
+  notes Note[]
+}
+model Note {
+  id    BigInt @id
+  orgId Int
+  body  String
+  org   Org    @relation(fields: [orgId], references: [id], onDelete: Cascade)
+}`
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		tn := openTenant(t, e.st, "ints", src, "Org")
+		upsert(t, tn, "Org", schema.Record{"id": int64(7), "name": "seven"})
+		upsert(t, tn, "Note", schema.Record{"id": int64(9007199254740993), "orgId": int64(7), "body": "big"})
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		id1, _ := changelog.Next("", now)
+		id2, _ := changelog.Next(id1, now)
+		es := []changelog.Entry{
+			{ID: id1, Model: "Org", KeyPath: []byte(`[7]`), Operation: changelog.Create, ScopeKey: "7", OutboxEventID: "e1", CreatedAt: now},
+			{ID: id2, Model: "Note", KeyPath: []byte(`[9007199254740993]`), Operation: changelog.Create, ScopeKey: "7", OutboxEventID: "e2", CreatedAt: now},
+		}
+		if err := appendEntries(t, tn, es); err != nil {
+			t.Fatal(err)
+		}
+		if tn.OneStatementPage() != (e.db.Name == "postgres") {
+			t.Fatalf("one-statement page: %v on %s", tn.OneStatementPage(), e.db.Name)
+		}
+		got, err := tn.ChangesWithRecords(ctx, map[string]string{"7": ""}, 10)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("ChangesWithRecords = %v, %v", got, err)
+		}
+		if got[0].Record["name"] != "seven" || !slices.Equal(got[0].Scopes, []string{"7"}) {
+			t.Errorf("org = %v in %v", got[0].Record, got[0].Scopes)
+		}
+		if got[1].Record["id"] != int64(9007199254740993) || !slices.Equal(got[1].Scopes, []string{"7"}) {
+			t.Errorf("note = %v in %v", got[1].Record, got[1].Scopes)
+		}
+	})
+}
