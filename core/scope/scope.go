@@ -143,6 +143,9 @@ func (s *Set) parentRefs(loaded []schema.Record, byModel map[string][]schema.Rec
 			if !s.own.IsSynced(rel.Target) {
 				continue
 			}
+			if loaded != nil && s.trustedRootHop(rel) {
+				continue // a stored record's root exists: Scopes reads its key off the record
+			}
 			id := rel.Target + "|" + strings.Join(rel.References, ",")
 			for _, r := range recs {
 				vals, ok := values(r, rel.Fields)
@@ -285,6 +288,21 @@ func (s *Set) Scopes(ctx context.Context, model string, r schema.Record) ([]stri
 				ok = false
 				break
 			}
+			if _, stored := cur[modelKey]; stored && s.trustedRootHop(hop) {
+				// A stored record's root exists (the database's foreign keys
+				// say so): its key is the foreign key, unless the batch
+				// changed or deleted that root.
+				if r, inBatch := s.overlay[s.own.Root.Name][KeyJSON(vals)]; inBatch {
+					if r == nil {
+						missing, ok = true, false
+						break
+					}
+					cur = r
+					continue
+				}
+				cur = rootStub(s.own, vals)
+				continue
+			}
 			parent, err := s.find(ctx, s.sch.Model(hop.Target), hop.References, vals)
 			if err != nil {
 				return nil, err
@@ -313,6 +331,19 @@ func (s *Set) Scopes(ctx context.Context, model string, r schema.Record) ([]stri
 		return nil, ErrMissingParent
 	}
 	return nil, ErrNoScope
+}
+
+// trustedRootHop reports whether rel references the root by its primary
+// key, so that a stored record's root key is its foreign key.
+func (s *Set) trustedRootHop(rel *schema.Relation) bool {
+	root := s.own.Root
+	return rel.Target == root.Name && len(root.PrimaryKey) == 1 && len(rel.References) == 1 && rel.References[0] == root.PrimaryKey[0]
+}
+
+// rootStub stands for the root with primary key vals, as far as RootKey
+// is concerned.
+func rootStub(own *schema.Ownership, vals []any) schema.Record {
+	return schema.Record{own.Root.PrimaryKey[0]: vals[0]}
 }
 
 // RootKey is the scope key of a root record: its primary key as text.
