@@ -117,25 +117,35 @@ func ceilingDDL() []string {
 	return stmts
 }
 
-// RunCeiling writes the plan's rows straight into PostgreSQL, once with
-// multi-row INSERTs per batch and once with COPY, reads each back by page
-// and verifies it like a pull.
-func RunCeiling(ctx context.Context, dsn string, p *Plan, batch, clients, limit int) (*CeilingReport, error) {
+// scratchPool connects to dsn with a connection per client (and one
+// more); release drops the scratch schema and closes the pool.
+func scratchPool(ctx context.Context, dsn string, clients int) (*pgxpool.Pool, func(), error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.MaxConns = int32(clients + 1)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer pool.Close()
-	defer func() {
+	return pool, func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+qi(ceilingSchema)+" CASCADE")
-	}()
+		pool.Close()
+	}, nil
+}
+
+// RunCeiling writes the plan's rows straight into PostgreSQL, once with
+// multi-row INSERTs per batch and once with COPY, reads each back by page
+// and verifies it like a pull.
+func RunCeiling(ctx context.Context, dsn string, p *Plan, batch, clients, limit int) (*CeilingReport, error) {
+	pool, release, err := scratchPool(ctx, dsn, clients)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	rep := &CeilingReport{Verify: &Verification{}}
 	for _, useCopy := range []bool{false, true} {
 		for _, s := range ceilingDDL() {

@@ -105,15 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Changes, "changes", -1, "second-round events per user (-1: half the first round's boards and todos)")
 	fs.IntVar(&cfg.PullLimit, "pull-limit", 50, "pull page size")
 	fs.StringVar(&cfg.CeilingDSN, "ceiling-dsn", "", "PostgreSQL URL: also measure the database's own limit for the same rows")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "syncbench: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
 	}
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
@@ -161,17 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "syncbench:", err)
 		return 2
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		printReport(stdout, cfg, rep)
-	}
-	if !rep.Verified {
-		return 1
-	}
-	return 0
+	return finish(stdout, *asJSON, rep, func(w io.Writer, rep *Report) { printReport(w, cfg, rep) }, rep.Verified)
 }
 
 func printReport(w io.Writer, cfg Config, r *Report) {
@@ -228,4 +211,36 @@ func printReport(w io.Writer, cfg Config, r *Report) {
 	} else {
 		fmt.Fprintf(w, "verification FAILED (%d):\n%s\n", r.Verify.Failures, r.Verify.summary())
 	}
+}
+
+// parseFlags parses a (sub)command's flags; done is true when the command
+// must end with code (help asked for, bad flags, stray arguments).
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return 2, true
+	}
+	return 0, false
+}
+
+// finish prints a (sub)command's report, as indented JSON or as text, and
+// returns its exit code: 0 when ok, 1 when a verification failed.
+func finish[R any](stdout io.Writer, asJSON bool, rep R, text func(io.Writer, R), ok bool) int {
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		text(stdout, rep)
+	}
+	if !ok {
+		return 1
+	}
+	return 0
 }

@@ -469,32 +469,15 @@ func runPokeLatency(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.Bin, "server-bin", "", "syncplane executable (default: go build ./cmd/syncplane into a temporary directory)")
 	fs.DurationVar(&cfg.PokeTimeout, "poke-timeout", 10*time.Second, "how long a push's poke may take after its answer before it counts as missing")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "syncbench poke-latency: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
 	}
 	rep, err := RunPokeLatency(ctx, cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "syncbench poke-latency:", err)
 		return 2
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		printPokeLatency(stdout, rep)
-	}
-	if !rep.OK {
-		return 1
-	}
-	return 0
+	return finish(stdout, *asJSON, rep, printPokeLatency, rep.OK)
 }
 
 func printPokeLatency(w io.Writer, r *PokeLatencyReport) {

@@ -45,21 +45,11 @@ type ReferencePass struct {
 // Board, a Board's User); the record's upsert or delete; the changelog
 // insert; COMMIT. Each pass's rows are read back by page and verified.
 func RunReference(ctx context.Context, dsn string, p *Plan, batch, clients, limit int) (*ReferenceReport, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, release, err := scratchPool(ctx, dsn, clients)
 	if err != nil {
 		return nil, err
 	}
-	cfg.MaxConns = int32(clients + 1)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+qi(ceilingSchema)+" CASCADE")
-	}()
+	defer release()
 	rep := &ReferenceReport{Verify: &Verification{}}
 	seqUsers := (len(p.Users) + clients - 1) / clients
 	for _, pass := range []struct {

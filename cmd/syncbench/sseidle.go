@@ -430,32 +430,15 @@ func runSSEIdle(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.Serve.PostgresURL, "postgres", "", "PostgreSQL URL: serve on a scratch database created there (default: embedded SQLite)")
 	fs.DurationVar(&cfg.Settle, "settle", time.Second, "idle time after the last stream is established, before measuring")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "syncbench sse-idle: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
 	}
 	rep, err := RunSSEIdle(ctx, cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "syncbench sse-idle:", err)
 		return 2
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		printSSEIdle(stdout, rep)
-	}
-	if !rep.OK {
-		return 1
-	}
-	return 0
+	return finish(stdout, *asJSON, rep, printSSEIdle, rep.OK)
 }
 
 func printSSEIdle(w io.Writer, r *SSEIdleReport) {

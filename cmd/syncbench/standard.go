@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -138,15 +137,8 @@ func runStandard(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&sc.Workload.Clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&sc.Workload.Batch, "batch", 100, "events per push")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "syncbench standard: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
 	}
 	for _, d := range strings.Split(*dbs, ",") {
 		if d = strings.TrimSpace(d); d != "" && (d != "postgres" || sc.PostgresURL != "") {
@@ -158,17 +150,7 @@ func runStandard(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "syncbench standard:", err)
 		return 2
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		printStandard(stdout, rep)
-	}
-	if !rep.Verified {
-		return 1
-	}
-	return 0
+	return finish(stdout, *asJSON, rep, printStandard, rep.Verified)
 }
 
 // printStandard prints the standard report as one table, a column per

@@ -20,16 +20,7 @@ import (
 // foreign key on one path, a composite foreign key, three hops.
 func TestLoadScoped(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
-		sch, own := parseSchema(t, kanban, "Workspace", "User")
-		tn, err := e.st.Tenant(t.Context(), "acme", sch, own)
-		if err != nil {
-			t.Fatal(err)
-		}
-		upsert(t, tn, "Workspace", workspace("w1"), workspace("w2"))
-		upsert(t, tn, "Member", schema.Record{"workspaceId": "w1", "userId": "u1", "role": "OWNER"},
-			schema.Record{"workspaceId": "w2", "userId": "u2", "role": "MEMBER"})
-		upsert(t, tn, "Board", schema.Record{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)},
-			schema.Record{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)})
+		sch, own, tn := twoWorkspaces(t, e)
 		upsert(t, tn, "Card",
 			schema.Record{"id": "c1", "boardId": "b1", "title": "unassigned", "assigneeWs": nil, "assigneeId": nil},
 			schema.Record{"id": "c2", "boardId": "b1", "title": "assigned elsewhere", "assigneeWs": "w2", "assigneeId": "u2"},
@@ -208,16 +199,7 @@ func TestApply(t *testing.T) {
 func TestChangesWithRecords(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
 		ctx := t.Context()
-		sch, own := parseSchema(t, kanban, "Workspace", "User")
-		tn, err := e.st.Tenant(ctx, "acme", sch, own)
-		if err != nil {
-			t.Fatal(err)
-		}
-		upsert(t, tn, "Workspace", workspace("w1"), workspace("w2"))
-		upsert(t, tn, "Member", schema.Record{"workspaceId": "w1", "userId": "u1", "role": "OWNER"},
-			schema.Record{"workspaceId": "w2", "userId": "u2", "role": "MEMBER"})
-		upsert(t, tn, "Board", schema.Record{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)},
-			schema.Record{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)})
+		sch, own, tn := twoWorkspaces(t, e)
 		upsert(t, tn, "Card", schema.Record{"id": "c1", "boardId": "b1", "title": "x", "assigneeWs": "w2", "assigneeId": "u2"})
 		upsert(t, tn, "Pin", schema.Record{"boardId": "b2", "userId": "u1"})
 		now := time.Now().UTC().Truncate(time.Millisecond)
@@ -342,4 +324,22 @@ model Note {
 			t.Errorf("note = %v in %v", got[1].Record, got[1].Scopes)
 		}
 	})
+}
+
+// twoWorkspaces opens tenant acme of the test kanban schema with
+// workspaces w1 and w2, a member of each (u1, u2) and a board in each (b1,
+// b2).
+func twoWorkspaces(t *testing.T, e *env) (*schema.Schema, *schema.Ownership, *store.Tenant) {
+	t.Helper()
+	sch, own := parseSchema(t, kanban, "Workspace", "User")
+	tn, err := e.st.Tenant(t.Context(), "acme", sch, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upsert(t, tn, "Workspace", workspace("w1"), workspace("w2"))
+	upsert(t, tn, "Member", schema.Record{"workspaceId": "w1", "userId": "u1", "role": "OWNER"},
+		schema.Record{"workspaceId": "w2", "userId": "u2", "role": "MEMBER"})
+	upsert(t, tn, "Board", schema.Record{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)},
+		schema.Record{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)})
+	return sch, own, tn
 }
