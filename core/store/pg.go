@@ -27,10 +27,11 @@ import (
 // caches per connection, with binary parameters. Everything else (DDL,
 // migrations, rare reads, SQLite) goes through bun.
 
-// prepared makes pgx prepare a write once per connection and reuse it
+// prepared makes pgx prepare a statement once per connection and reuse it
 // (the pool's default mode is the simple protocol, see Open): after a few
-// executions PostgreSQL keeps a generic plan, which for these statements
-// is as good as any and saves planning a large statement every time.
+// executions PostgreSQL keeps a generic plan, which saves planning every
+// time and, with sequential scans priced out (Open), reads through the
+// indexes however small the tables were when it was made.
 var prepared any = pgx.QueryExecModeCacheStatement
 
 // pgArgs numbers the parameters of one statement (or of several combined
