@@ -229,6 +229,11 @@ type change struct {
 	op    changelog.Operation
 	scope string
 	extra []extraEntry // a move's entries
+	// keepsRefs: an upsert of a new record, or an update that leaves every
+	// foreign key as it was. Such an upsert commutes with the batch's
+	// earlier deletes of other records: had one of those removed its
+	// parent, the upsert would have been refused (MISSING_PARENT).
+	keepsRefs bool
 }
 
 // apply runs the events todo (indexes into items) in one transaction.
@@ -411,7 +416,7 @@ func (s *Service) decide(ctx context.Context, who *caller, set *scope.Set, lastS
 	if target == "" {
 		return change{}, fail(ScopeViolation, false, "%s %v would be in scope %q, where %q may not %s", m.Name, it.pk, scopes[0], who.id, act), nil
 	}
-	c := change{op: op, scope: target}
+	c := change{op: op, scope: target, keepsRefs: cur == nil || sameRefs(m, cur, it.rec)}
 	if cur != nil && curScope != target {
 		// A move: readers of the old scope get a delete entry for the
 		// record and for every descendant that moves with it, readers of
@@ -638,49 +643,68 @@ func (s *Service) write(ctx context.Context, tx Tx, items []*item, changes []cha
 	return heads, nil
 }
 
-// writes turns the accepted changes into the store's writes, in order:
-// consecutive upserts become one multi-row upsert per model (parents
-// first), consecutive deletes one delete per model (children first).
+// writes turns the accepted changes into the store's writes: the upserts
+// (one multi-row upsert per model, parents first), then the deletes (one
+// per model, children first), then again for what could not join them.
+// Running upserts before the deletes that came earlier in the batch is
+// what the batch would have done as long as no upsert names a record
+// deleted before it or changes a foreign key (which could move a record
+// out of a deleted parent's reach, or free a parent a restricting
+// relation holds); such an upsert writes what came before it first.
 func (s *Service) writes(items []*item, changes []change) []store.Write {
 	synced := s.own.Synced()
 	var out []store.Write
 	upserts := map[string]map[string]schema.Record{}
 	deletes := map[string]map[string][]any{}
-	flushUpserts := func() {
+	pendingDeletes := false
+	flush := func() {
 		for _, m := range synced { // parents first
 			if recs := upserts[m.Name]; len(recs) > 0 {
 				out = append(out, store.Write{Model: m.Name, Upsert: slices.Collect(maps.Values(recs))})
 			}
 		}
-		clear(upserts)
-	}
-	flushDeletes := func() {
 		for k := len(synced) - 1; k >= 0; k-- { // children first
 			m := synced[k]
 			if keys := deletes[m.Name]; len(keys) > 0 {
 				out = append(out, store.Write{Model: m.Name, Delete: slices.Collect(maps.Values(keys))})
 			}
 		}
+		clear(upserts)
 		clear(deletes)
+		pendingDeletes = false
 	}
 	for _, c := range changes {
 		it := items[c.idx]
 		key := scope.KeyJSON(it.pk)
 		if c.op == changelog.Delete {
-			flushUpserts()
 			if deletes[it.model.Name] == nil {
 				deletes[it.model.Name] = map[string][]any{}
 			}
 			deletes[it.model.Name][key] = it.pk
+			pendingDeletes = true
 			continue
 		}
-		flushDeletes()
+		if _, deleted := deletes[it.model.Name][key]; pendingDeletes && (deleted || !c.keepsRefs) {
+			flush()
+		}
 		if upserts[it.model.Name] == nil {
 			upserts[it.model.Name] = map[string]schema.Record{}
 		}
 		upserts[it.model.Name][key] = it.rec
 	}
-	flushUpserts()
-	flushDeletes()
+	flush()
 	return out
+}
+
+// sameRefs reports whether b has the foreign key values of a for every
+// relation of m.
+func sameRefs(m *schema.Model, a, b schema.Record) bool {
+	for _, rel := range m.Relations {
+		for _, f := range rel.Fields {
+			if scope.KeyJSON([]any{a[f]}) != scope.KeyJSON([]any{b[f]}) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -591,3 +591,103 @@ func TestPushFallbackForgetsFailedAttempt(t *testing.T) {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
 }
+
+// TestPushWriteOrder: a batch's writes are its upserts then its deletes,
+// one per model, unless an upsert names a record deleted earlier in the
+// batch or changes a foreign key: then what came before it is written
+// first. Every batch ends in the state the events describe in order.
+func TestPushWriteOrder(t *testing.T) {
+	t.Parallel()
+	type step struct{ Op, Model, Keys string }
+	for name, tc := range map[string]struct {
+		events func(t *testing.T) []push.Event
+		want   []step
+		gone   []string // todos that must not exist afterwards
+		kept   []string // todos that must exist afterwards
+	}{
+		"creates and deletes interleaved": {
+			events: func(t *testing.T) []push.Event {
+				return []push.Event{
+					event(t, "e1", "Todo", "create", todo("n1", "b1")),
+					event(t, "e2", "Todo", "delete", todo("t0", "b1")),
+					event(t, "e3", "Todo", "create", todo("n2", "b1")),
+					event(t, "e4", "Todo", "update", todo("t1", "b1")), // same board
+					event(t, "e5", "Todo", "delete", todo("n1", "b1")),
+				}
+			},
+			want: []step{{"upsert", "Todo", "n1,n2,t1"}, {"delete", "Todo", "n1,t0"}},
+			gone: []string{"t0", "n1"}, kept: []string{"n2", "t1"},
+		},
+		"re-created after its delete": {
+			events: func(t *testing.T) []push.Event {
+				return []push.Event{
+					event(t, "e1", "Todo", "delete", todo("t0", "b1")),
+					event(t, "e2", "Todo", "create", todo("t0", "b1")),
+				}
+			},
+			want: []step{{"delete", "Todo", "t0"}, {"upsert", "Todo", "t0"}},
+			kept: []string{"t0"},
+		},
+		"moved after a delete": {
+			events: func(t *testing.T) []push.Event {
+				return []push.Event{
+					event(t, "e1", "Board", "create", board("b2", "u1")),
+					event(t, "e2", "Todo", "delete", todo("t0", "b1")),
+					event(t, "e3", "Todo", "update", todo("t1", "b2")), // a new board
+				}
+			},
+			want: []step{{"upsert", "Board", "b2"}, {"delete", "Todo", "t0"}, {"upsert", "Todo", "t1"}},
+			gone: []string{"t0"}, kept: []string{"t1"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, anyScope)
+			var got []step
+			f.db.wrap = func(_ int, tx *fakeTx) {
+				up, del := tx.UpsertFunc, tx.DeleteFunc
+				tx.UpsertFunc = func(ctx context.Context, m string, recs []schema.Record) error {
+					var ids []string
+					for _, r := range recs {
+						ids = append(ids, r["id"].(string))
+					}
+					slices.Sort(ids)
+					got = append(got, step{"upsert", m, strings.Join(ids, ",")})
+					return up(ctx, m, recs)
+				}
+				tx.DeleteFunc = func(ctx context.Context, m string, keys [][]any) error {
+					var ids []string
+					for _, k := range keys {
+						ids = append(ids, k[0].(string))
+					}
+					slices.Sort(ids)
+					got = append(got, step{"delete", m, strings.Join(ids, ",")})
+					return del(ctx, m, keys)
+				}
+			}
+			res, err := f.svc.Push(context.Background(), "u1", nil, tc.events(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range outcomes(t, res) {
+				if !o.Applied {
+					t.Fatalf("event not applied: %+v", o)
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+			state := f.db.state()
+			for _, id := range tc.gone {
+				if _, ok := state.Records["Todo"][`["`+id+`"]`]; ok {
+					t.Errorf("todo %s exists, want it deleted", id)
+				}
+			}
+			for _, id := range tc.kept {
+				if _, ok := state.Records["Todo"][`["`+id+`"]`]; !ok {
+					t.Errorf("todo %s is gone, want it kept", id)
+				}
+			}
+		})
+	}
+}

@@ -290,51 +290,56 @@ func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
 		" RETURNING scope_key, last_id) SELECT pg_notify('" + NotifyChannel + "', " + p.bind(t.id, "text") + " || '|' || scope_key || '|' || last_id) FROM h"
 }
 
-// pgApply is Apply on PostgreSQL.
+// pgApply is Apply on PostgreSQL: consecutive upserts go out as one
+// statement, each delete as one of its own (a cascade does not see rows
+// written by the same statement), and the changelog entries and scope
+// heads join the last of these statements (they touch no record).
 func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string) error {
-	exec := func(p *pgArgs, q string) error {
-		_, err := x.tx.Tx.ExecContext(ctx, q, p.all()...)
-		return constraint(err)
+	var runs [][]Write
+	for _, w := range writes {
+		switch {
+		case len(w.Delete) == 0 && len(w.Upsert) == 0:
+		case len(w.Delete) == 0 && len(runs) > 0 && len(runs[len(runs)-1][0].Delete) == 0:
+			runs[len(runs)-1] = append(runs[len(runs)-1], w)
+		default:
+			runs = append(runs, []Write{w})
+		}
 	}
-	if hasDelete(writes) {
-		for _, w := range writes {
-			p := &pgArgs{}
+	if len(runs) == 0 {
+		runs = [][]Write{nil}
+	}
+	for i, run := range runs {
+		p := &pgArgs{}
+		var parts []string
+		for _, w := range run {
 			q, err := x.t.pgWrite(p, w)
 			if err != nil {
 				return err
 			}
-			if q != "" {
-				if err := exec(p, q); err != nil {
-					return err
-				}
-			}
-		}
-		writes = nil
-	}
-	// One statement: each part but the last is a data-modifying WITH
-	// subquery, which PostgreSQL runs to completion though nothing reads it.
-	p := &pgArgs{}
-	var parts []string
-	for _, w := range writes {
-		q, err := x.t.pgWrite(p, w)
-		if err != nil {
-			return err
-		}
-		if q != "" {
 			parts = append(parts, q)
 		}
-	}
-	if len(entries) > 0 {
-		parts = append(parts, x.t.pgChangelog(p, entries))
-		if len(heads) > 0 {
-			parts = append(parts, x.t.pgHeads(p, heads))
+		if i == len(runs)-1 && len(entries) > 0 {
+			parts = append(parts, x.t.pgChangelog(p, entries))
+			if len(heads) > 0 {
+				parts = append(parts, x.t.pgHeads(p, heads))
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		if _, err := x.tx.Tx.ExecContext(ctx, combine(parts), p.all()...); err != nil {
+			return constraint(err)
 		}
 	}
-	switch len(parts) {
-	case 0:
-		return nil
-	case 1:
-		return exec(p, parts[0])
+	return nil
+}
+
+// combine makes one statement of parts: each but the last becomes a
+// data-modifying WITH subquery, which PostgreSQL runs to completion though
+// nothing reads it.
+func combine(parts []string) string {
+	if len(parts) == 1 {
+		return parts[0]
 	}
 	var b strings.Builder
 	b.WriteString("WITH ")
@@ -347,7 +352,7 @@ func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.En
 	} else {
 		b.WriteString("w AS (" + last + ") SELECT 1")
 	}
-	return exec(p, b.String())
+	return b.String()
 }
 
 // pgLockScopes is LockScopes on PostgreSQL; rows are inserted (and so

@@ -23,14 +23,15 @@ type Write struct {
 // statement NOTIFYs other processes, delivered on commit: see
 // Store.Listen).
 //
-// On PostgreSQL, writes without deletes go to the database as one
-// statement together with the changelog and the heads: its data-modifying
-// subqueries see one snapshot, which is safe because each model then
-// appears once and the foreign keys are checked at the end of the
-// statement. Deletes cascade, and a cascade does not see rows written by
-// the same statement, so writes with deletes are sent one statement each,
-// in order, before the changelog's. SQLite (no data-modifying subqueries,
-// and no round trips to save) runs one statement per step.
+// On PostgreSQL, consecutive upserts go to the database as one statement
+// (data-modifying subqueries see one snapshot, which is safe because each
+// model appears once in a run of upserts and the foreign keys are checked
+// at the end of the statement); a delete cascades, and a cascade does not
+// see rows written by the same statement, so each delete is a statement
+// of its own. The changelog entries and the heads join the last
+// statement. A batch without deletes is one statement. SQLite (no
+// data-modifying subqueries, and no round trips to save) runs one
+// statement per step.
 func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string) error {
 	if x.t.d.name() == "postgres" {
 		return x.pgApply(ctx, writes, entries, heads)
@@ -63,15 +64,6 @@ func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entr
 type stmt struct {
 	sql  string
 	args []any
-}
-
-func hasDelete(writes []Write) bool {
-	for _, w := range writes {
-		if len(w.Delete) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // writeSQL renders one write; an empty write renders no statement.
