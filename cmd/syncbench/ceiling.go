@@ -194,12 +194,22 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 	}
 	pass := &CeilingPass{Push: pushStats(p.Events(-1), time.Since(start), l, 0)}
 
+	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v); err != nil {
+		return nil, err
+	}
+	return pass, nil
+}
+
+// readBackAll reads every user's rows back by page with clients
+// concurrent readers, timing the pages, and verifies them after the clock
+// (as syncplane's pulls are).
+func readBackAll(ctx context.Context, pool *pgxpool.Pool, p *Plan, clients, limit int, acks map[string]Acks, v *Verification) (PullStats, error) {
 	pages := &latencies{}
 	var mu sync.Mutex
 	entries := 0
 	pulled := map[*UserPlan][]Entry{}
-	start = time.Now()
-	err = forEachClient(clients, p.Users, func(u *UserPlan) error {
+	start := time.Now()
+	err := forEachClient(clients, p.Users, func(u *UserPlan) error {
 		got, err := readBack(ctx, pool, u.ID, limit, pages)
 		if err != nil {
 			return fmt.Errorf("user %s: %w", u.ID, err)
@@ -211,13 +221,13 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return PullStats{}, err
 	}
-	pass.Pull = pullStats(entries, time.Since(start), pages)
-	for _, u := range p.Users { // after the clock, as for syncplane
+	stats := pullStats(entries, time.Since(start), pages)
+	for _, u := range p.Users {
 		VerifyUser(v, u, acks[u.ID], pulled[u])
 	}
-	return pass, nil
+	return stats, nil
 }
 
 // netChange is a record's state at the end of a batch.

@@ -114,24 +114,9 @@ func referencePass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, clie
 		pass.RoundTrips = float64(statements) / float64(events)
 	}
 
-	pages := &latencies{}
-	entries := 0
-	start = time.Now()
-	err = forEachClient(clients, p.Users, func(u *UserPlan) error {
-		got, err := readBack(ctx, pool, u.ID, limit, pages)
-		if err != nil {
-			return fmt.Errorf("user %s: %w", u.ID, err)
-		}
-		mu.Lock()
-		entries += len(got)
-		mu.Unlock()
-		VerifyUser(v, u, acks[u.ID], got)
-		return nil
-	})
-	if err != nil {
+	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v); err != nil {
 		return nil, err
 	}
-	pass.Pull = pullStats(entries, time.Since(start), pages)
 	return pass, nil
 }
 

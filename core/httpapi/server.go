@@ -1,13 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -212,11 +212,11 @@ func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
 	if c.Request.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit))
 	}
-	var b []byte
+	var buf bytes.Buffer
 	if n := c.Request.ContentLength; n > 0 {
-		b = make([]byte, 0, n+1) // +1: ReadAll's final read sees EOF without growing
+		buf.Grow(int(n) + bytes.MinRead) // read in one go, EOF included, without growing
 	}
-	b, err := readAll(b, http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
@@ -224,7 +224,7 @@ func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "cannot read body: "+err.Error())
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 func (s *Server) push(c *gin.Context) {
@@ -295,20 +295,3 @@ func roles(c *gin.Context) map[string]string {
 
 // pageBuffers hold pull responses while they are written.
 var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// readAll is io.ReadAll appending to b.
-func readAll(b []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			return b, err
-		}
-	}
-}

@@ -15,11 +15,10 @@ import (
 // one valid JSON object, which is exactly when decoding it into a map with
 // a json.Decoder succeeds and leaves nothing but whitespace behind.
 func ObjectBytes(payload []byte) ([]byte, bool) {
-	b := bytes.TrimLeft(payload, " \t\r\n")
-	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
+	if !json.Valid(payload) {
 		return nil, false
 	}
-	return bytes.TrimRight(b, " \t\r\n"), true
+	return ValidObjectBytes(payload)
 }
 
 // ValidObjectBytes is ObjectBytes for a payload already known to be one

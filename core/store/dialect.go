@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -222,6 +223,52 @@ func encodeList(typ string, list []any) string {
 	}
 	b, _ := json.Marshal(out)
 	return string(b)
+}
+
+// recordScanner scans the columns of one table, and optionally scope
+// columns after them, into records: dest are the Scan destinations of
+// those columns, read turns what was scanned into a record.
+type recordScanner struct {
+	cols   []Column
+	dest   []any
+	decode []func() (any, error)
+	scopes []sql.NullString
+}
+
+func newRecordScanner(d dialect, cols []Column, scopeCols int) *recordScanner {
+	r := &recordScanner{cols: cols, dest: make([]any, len(cols), len(cols)+scopeCols),
+		decode: make([]func() (any, error), len(cols)), scopes: make([]sql.NullString, scopeCols)}
+	for i, c := range cols {
+		r.dest[i], r.decode[i] = scanTarget(d, c)
+	}
+	for i := range r.scopes {
+		r.dest = append(r.dest, &r.scopes[i])
+	}
+	return r
+}
+
+// read returns the record last scanned.
+func (r *recordScanner) read() (schema.Record, error) {
+	rec := make(schema.Record, len(r.cols))
+	for i, c := range r.cols {
+		v, err := r.decode[i]()
+		if err != nil {
+			return nil, err
+		}
+		rec[c.Field] = v
+	}
+	return rec, nil
+}
+
+// readScopes returns the scopes last scanned, without NULLs or duplicates.
+func (r *recordScanner) readScopes() []string {
+	var out []string
+	for _, s := range r.scopes {
+		if s.Valid && !slices.Contains(out, s.String) {
+			out = append(out, s.String)
+		}
+	}
+	return out
 }
 
 // scanTarget returns a destination for one column and a function that turns

@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,7 +96,6 @@ type pageQuery struct {
 
 type pageBlock struct {
 	ti    *tableInfo
-	start int // first column of the block in a row
 	paths int
 }
 
@@ -108,11 +105,9 @@ func (t *Tenant) newPageQuery() *pageQuery {
 	if t.d.name() != "postgres" || t.own == nil {
 		return nil
 	}
-	const entryCols = 7
 	pq := &pageQuery{index: map[string]int{}}
 	var sel, joins strings.Builder
 	sel.WriteString("SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at")
-	col := entryCols
 	models := make([]string, 0, len(t.tables))
 	for name, ti := range t.tables {
 		if ti.scoped != "" {
@@ -146,14 +141,9 @@ func (t *Tenant) newPageQuery() *pageQuery {
 		sel.WriteString(", " + cols)
 		joins.WriteString(" LEFT JOIN " + ti.name + " AS " + alias + " ON " + strings.Join(on, " AND "))
 		pq.index[name] = len(pq.blocks)
-		pq.blocks = append(pq.blocks, pageBlock{ti: ti, start: col, paths: paths})
-		col += len(ti.table.Columns) + paths
+		pq.blocks = append(pq.blocks, pageBlock{ti: ti, paths: paths})
 	}
-	const entries = "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at" +
-		" FROM unnest($1::text[], $2::text[]) AS s(scope, after) CROSS JOIN LATERAL (SELECT id, model, key_path, operation," +
-		" scope_key, outbox_event_id, created_at FROM %s\"_changelog\" WHERE scope_key = s.scope AND id > s.after" +
-		" ORDER BY id LIMIT $3) AS c ORDER BY c.id LIMIT $3"
-	pq.sql = "WITH c AS (" + fmt.Sprintf(entries, t.prefix) + ") " + sel.String() + " FROM c" + joins.String() + " ORDER BY c.id"
+	pq.sql = "WITH c AS (" + t.pgEntriesSQL() + ") " + sel.String() + " FROM c" + joins.String() + " ORDER BY c.id"
 	return pq
 }
 
@@ -161,15 +151,7 @@ func (t *Tenant) pgChangesWithRecords(ctx context.Context, after map[string]stri
 	if len(after) == 0 {
 		return nil, nil
 	}
-	scopes := make([]string, 0, len(after))
-	for sc := range after {
-		scopes = append(scopes, sc)
-	}
-	slices.Sort(scopes)
-	afters := make([]string, len(scopes))
-	for i, sc := range scopes {
-		afters[i] = after[sc]
-	}
+	scopes, afters := cursorArrays(after)
 	pq := t.page
 	rows, err := t.db.DB.QueryContext(ctx, pq.sql, prepared, scopes, afters, int64(limit))
 	if err != nil {
@@ -182,22 +164,10 @@ func (t *Tenant) pgChangesWithRecords(ctx context.Context, after map[string]stri
 		created any
 	)
 	dest := []any{&e.ID, &e.Model, &keyPath, &e.Operation, &e.ScopeKey, &e.OutboxEventID, &created}
-	type block struct {
-		decode []func() (any, error)
-		scopes []sql.NullString
-	}
-	blocks := make([]block, len(pq.blocks))
+	blocks := make([]*recordScanner, len(pq.blocks))
 	for i, b := range pq.blocks {
-		blocks[i].decode = make([]func() (any, error), len(b.ti.table.Columns))
-		for j, c := range b.ti.table.Columns {
-			var d any
-			d, blocks[i].decode[j] = scanTarget(t.d, c)
-			dest = append(dest, d)
-		}
-		blocks[i].scopes = make([]sql.NullString, b.paths)
-		for j := range blocks[i].scopes {
-			dest = append(dest, &blocks[i].scopes[j])
-		}
+		blocks[i] = newRecordScanner(t.d, b.ti.table.Columns, b.paths)
+		dest = append(dest, blocks[i].dest...)
 	}
 	out := make([]PageEntry, 0, min(limit, 1000))
 	for rows.Next() {
@@ -208,22 +178,12 @@ func (t *Tenant) pgChangesWithRecords(ctx context.Context, after map[string]stri
 		ch.KeyPath = []byte(keyPath)
 		ch.CreatedAt = entryTime(created)
 		if bi, ok := pq.index[e.Model]; ok {
-			b, bl := pq.blocks[bi], blocks[bi]
-			r := make(schema.Record, len(b.ti.table.Columns))
-			for j, c := range b.ti.table.Columns {
-				v, err := bl.decode[j]()
-				if err != nil {
-					return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, e.Model, err)
-				}
-				r[c.Field] = v
+			r, err := blocks[bi].read()
+			if err != nil {
+				return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, e.Model, err)
 			}
-			if r[b.ti.model.PrimaryKey[0]] != nil { // the record exists
-				ch.Record = r
-				for _, s := range bl.scopes {
-					if s.Valid && !slices.Contains(ch.Scopes, s.String) {
-						ch.Scopes = append(ch.Scopes, s.String)
-					}
-				}
+			if r[pq.blocks[bi].ti.model.PrimaryKey[0]] != nil { // the record exists
+				ch.Record, ch.Scopes = r, blocks[bi].readScopes()
 			}
 		}
 		out = append(out, ch)

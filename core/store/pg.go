@@ -342,10 +342,9 @@ func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (*sql.Rows, erro
 	return x.tx.Tx.QueryContext(ctx, q, p.all()...)
 }
 
-// pgQuery runs a read built with p on db (a bun.Tx or *bun.DB), with the
-// given pgx query mode.
-func pgQuery(ctx context.Context, db bun.IConn, mode any, p *pgArgs, q string) (*sql.Rows, error) {
-	args := append([]any{mode}, p.args...)
+// pgQuery runs a read built with p on db (a bun.Tx or *bun.DB).
+func pgQuery(ctx context.Context, db bun.IConn, p *pgArgs, q string) (*sql.Rows, error) {
+	args := p.all()
 	switch c := db.(type) {
 	case bun.Tx:
 		return c.Tx.QueryContext(ctx, q, args...)
@@ -364,23 +363,27 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// pgChangesAcross is ChangesAcross on PostgreSQL: one statement whatever
-// the number of scopes, each scope read through its (scope_key, id) index.
-func (t *Tenant) pgChangesAcross(ctx context.Context, scopes []string, after map[string]string, limit int) ([]changelog.Entry, error) {
-	afters := make([]string, len(scopes))
+// pgEntriesSQL reads the changelog entries after each scope's cursor
+// ($1 the scopes, $2 their cursors, in the same order; $3 the limit),
+// merged in id order: one statement whatever the number of scopes, each
+// scope read through its (scope_key, id) index.
+func (t *Tenant) pgEntriesSQL() string {
+	return "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at" +
+		" FROM unnest($1::text[], $2::text[]) AS s(scope, after) CROSS JOIN LATERAL (SELECT id, model, key_path, operation," +
+		" scope_key, outbox_event_id, created_at FROM " + t.prefix + `"_changelog" WHERE scope_key = s.scope AND id > s.after` +
+		" ORDER BY id LIMIT $3) AS c ORDER BY c.id LIMIT $3"
+}
+
+// cursorArrays are the scopes of after, sorted, and their cursors.
+func cursorArrays(after map[string]string) (scopes, afters []string) {
+	scopes = make([]string, 0, len(after))
+	for sc := range after {
+		scopes = append(scopes, sc)
+	}
+	slices.Sort(scopes)
+	afters = make([]string, len(scopes))
 	for i, sc := range scopes {
 		afters[i] = after[sc]
 	}
-	p := &pgArgs{}
-	const cols = "id, model, key_path, operation, scope_key, outbox_event_id, created_at"
-	from := "unnest(" + p.bind(scopes, "text[]") + ", " + p.bind(afters, "text[]") + ") AS s(scope, after)"
-	lim := p.bind(int64(limit), "")
-	q := "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at FROM " + from +
-		" CROSS JOIN LATERAL (SELECT " + cols + " FROM " + t.prefix + `"_changelog" WHERE scope_key = s.scope AND id > s.after ORDER BY id LIMIT ` + lim +
-		") AS c ORDER BY c.id LIMIT " + lim
-	rows, err := t.db.DB.QueryContext(ctx, q, p.all()...)
-	if err != nil {
-		return nil, classify(err)
-	}
-	return scanEntries(rows, limit)
+	return scopes, afters
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -73,20 +72,21 @@ func (t *Tenant) Changes(ctx context.Context, scope, after string, limit int) ([
 
 // ChangesAcross returns at most limit changelog entries of the given
 // scopes, each after its own cursor id ("" for the beginning), merged in id
-// order. Each scope reads through its (scope_key, id) index: one limited
-// subquery per scope, merged by the database.
+// order. Each scope reads through its (scope_key, id) index: on PostgreSQL
+// one statement (pgEntriesSQL), elsewhere one limited subquery per scope,
+// merged by the database.
 func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, limit int) ([]changelog.Entry, error) {
 	if len(after) == 0 {
 		return nil, nil
 	}
 	const cols = "id, model, key_path, operation, scope_key, outbox_event_id, created_at"
-	scopes := make([]string, 0, len(after))
-	for sc := range after {
-		scopes = append(scopes, sc)
-	}
-	sort.Strings(scopes)
+	scopes, afters := cursorArrays(after)
 	if t.d.name() == "postgres" {
-		return t.pgChangesAcross(ctx, scopes, after, limit)
+		rows, err := t.db.DB.QueryContext(ctx, t.pgEntriesSQL(), prepared, scopes, afters, int64(limit))
+		if err != nil {
+			return nil, classify(err)
+		}
+		return scanEntries(rows, limit)
 	}
 	var b strings.Builder
 	args := make([]any, 0, 3*len(scopes)+1)
@@ -95,7 +95,7 @@ func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, lim
 			b.WriteString(" UNION ALL ")
 		}
 		fmt.Fprintf(&b, "SELECT * FROM (SELECT %s FROM %s\"_changelog\" WHERE scope_key = ? AND id > ? ORDER BY id LIMIT ?) AS s%d", cols, t.prefix, i)
-		args = append(args, sc, after[sc], limit)
+		args = append(args, sc, afters[i], limit)
 	}
 	query := b.String()
 	if len(scopes) > 1 {
@@ -220,7 +220,7 @@ func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, ids []string) 
 	var err error
 	if t.d.name() == "postgres" {
 		p := &pgArgs{}
-		rows, err = pgQuery(ctx, db, prepared, p, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id = ANY(`+p.bind(ids, "text[]")+")")
+		rows, err = pgQuery(ctx, db, p, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id = ANY(`+p.bind(ids, "text[]")+")")
 	} else {
 		rows, err = db.QueryContext(ctx, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id IN (?)`, bun.In(ids))
 	}
@@ -406,7 +406,7 @@ func (t *Tenant) query(ctx context.Context, db bun.IConn, model string, fields [
 		if where, err = pgKeyFilter(p, ti, "", fields, keys); err != nil {
 			return nil, err
 		}
-		rows, err = pgQuery(ctx, db, prepared, p, q+" WHERE "+where)
+		rows, err = pgQuery(ctx, db, p, q+" WHERE "+where)
 	} else {
 		if len(fields) > 0 {
 			var where string
@@ -423,23 +423,15 @@ func (t *Tenant) query(ctx context.Context, db bun.IConn, model string, fields [
 		return nil, classify(err)
 	}
 	defer rows.Close()
-	dest := make([]any, len(ti.table.Columns))
-	decode := make([]func() (any, error), len(ti.table.Columns))
-	for i, c := range ti.table.Columns {
-		dest[i], decode[i] = scanTarget(t.d, c)
-	}
+	sc := newRecordScanner(t.d, ti.table.Columns, 0)
 	var out []schema.Record
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(sc.dest...); err != nil {
 			return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, classify(err))
 		}
-		r := make(schema.Record, len(dest))
-		for i, c := range ti.table.Columns {
-			v, err := decode[i]()
-			if err != nil {
-				return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, err)
-			}
-			r[c.Field] = v
+		r, err := sc.read()
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, err)
 		}
 		out = append(out, r)
 	}

@@ -107,7 +107,7 @@ func (t *Tenant) LoadScoped(ctx context.Context, model string, keys [][]any) ([]
 		if where, err = pgKeyFilter(p, ti, "m.", ti.model.PrimaryKey, keys); err != nil {
 			return nil, nil, err
 		}
-		rows, err = pgQuery(ctx, t.db, prepared, p, ti.scoped+" WHERE "+where)
+		rows, err = pgQuery(ctx, t.db, p, ti.scoped+" WHERE "+where)
 	} else {
 		where, args := t.keyFilter(ti, "m.", ti.model.PrimaryKey, keys)
 		rows, err = t.db.QueryContext(ctx, ti.scoped+" WHERE "+where, args...)
@@ -116,38 +116,19 @@ func (t *Tenant) LoadScoped(ctx context.Context, model string, keys [][]any) ([]
 		return nil, nil, classify(err)
 	}
 	defer rows.Close()
-	n := len(ti.table.Columns)
-	dest := make([]any, n+ti.paths)
-	decode := make([]func() (any, error), n)
-	for i, c := range ti.table.Columns {
-		dest[i], decode[i] = scanTarget(t.d, c)
-	}
-	scopes := make([]sql.NullString, ti.paths)
-	for i := range scopes {
-		dest[n+i] = &scopes[i]
-	}
+	sc := newRecordScanner(t.d, ti.table.Columns, ti.paths)
 	recs := make([]schema.Record, 0, len(keys))
 	out := make([][]string, 0, len(keys))
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(sc.dest...); err != nil {
 			return nil, nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, classify(err))
 		}
-		r := make(schema.Record, n)
-		for i, c := range ti.table.Columns {
-			v, err := decode[i]()
-			if err != nil {
-				return nil, nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, err)
-			}
-			r[c.Field] = v
-		}
-		var sc []string
-		for _, s := range scopes {
-			if s.Valid && !slices.Contains(sc, s.String) {
-				sc = append(sc, s.String)
-			}
+		r, err := sc.read()
+		if err != nil {
+			return nil, nil, fmt.Errorf("tenant %s: read %s: %w", t.id, model, err)
 		}
 		recs = append(recs, r)
-		out = append(out, sc)
+		out = append(out, sc.readScopes())
 	}
 	return recs, out, classify(rows.Err())
 }
