@@ -4,92 +4,64 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/syncplane/syncplane/core/scope"
 )
 
-// validate is the first phase of a push to a tenant with a validator. It
-// decides the events on committed state, without a transaction (so no lock
-// is held while the plugin runs), asks the validator once for every event
-// that passed schema, scope and policy, and returns the events it allowed.
-// Events that failed to decide keep their error; rejected ones get
-// CUSTOM_VALIDATION_FAILED; when the validator cannot decide, every event
-// it was asked about gets a retryable VALIDATOR_UNAVAILABLE. The second
-// phase (apply) decides the allowed events again in its transaction and
-// writes them; an event never reaches it without the validator's allow.
-func (s *Service) validate(ctx context.Context, who *caller, items []*item, todo []int) ([]int, error) {
+// validate asks the tenant's validator about the events todo, decided
+// on committed state (the transaction comes later), and returns those it
+// allows (with replays, which it saw before) and its verdicts on the
+// others: the refusals of scope and policy, CUSTOM_VALIDATION_FAILED, or
+// VALIDATOR_UNAVAILABLE (retryable) when it cannot decide.
+func (s *Service) validate(ctx context.Context, who *caller, items []*item, todo []int) ([]int, verdicts, error) {
 	reads := s.store.Reads()
-	ids := make([]string, len(todo))
-	for j, i := range todo {
-		ids[j] = items[i].ev.ID
-	}
-	applied, err := reads.AppliedEvents(ctx, ids)
+	done, live, err := replays(ctx, reads, items, todo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var live, replays []int
-	for _, i := range todo {
-		if _, ok := applied[items[i].ev.ID]; ok {
-			replays = append(replays, i) // apply answers them; the validator saw them before
-			continue
-		}
-		live = append(live, i)
-	}
-	set := scope.NewSet(s.sch, s.own, reads)
-	lastScopes, err := s.load(ctx, reads, set, items, live)
+	allowed := slices.Sorted(maps.Keys(done)) // apply answers them; the validator saw them before
+	changes, out, err := s.decider(who, reads).decideAll(ctx, items, live)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var asked []int
-	var events []ValidationEvent
-	for _, i := range live {
-		c, evErr, err := s.decide(ctx, who, set, lastScopes, items[i])
-		if err != nil {
-			return nil, err
-		}
-		if evErr != nil {
-			items[i].result.Error = evErr
-			continue
-		}
-		ev, err := s.validationEvent(items[i], c)
-		if err != nil {
-			return nil, err
-		}
-		asked = append(asked, i)
-		events = append(events, ev)
+	if len(changes) == 0 {
+		return allowed, out, nil
 	}
-	if len(asked) == 0 {
-		return replays, nil
+	events := make([]ValidationEvent, len(changes))
+	for j, c := range changes {
+		if events[j], err = s.validationEvent(items[c.idx], c); err != nil {
+			return nil, nil, err
+		}
 	}
-	verdicts, err := s.validator.Validate(ctx, who.id, events)
-	if err == nil && len(verdicts) != len(events) {
-		err = fmt.Errorf("validator answered %d verdicts for %d events", len(verdicts), len(events))
+	answers, err := s.validator.Validate(ctx, who.id, events)
+	if err == nil && len(answers) != len(events) {
+		err = fmt.Errorf("validator answered %d verdicts for %d events", len(answers), len(events))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		s.log.Warn("tenant validator unavailable; failing its events closed", "events", len(asked), "err", err)
-		for _, i := range asked {
-			items[i].result.Error = fail(ValidatorUnavailable, true, "the tenant's validator is unavailable; retry later")
+		s.log.Warn("tenant validator unavailable; failing its events closed", "events", len(changes), "err", err)
+		for _, c := range changes {
+			out[c.idx] = refused(fail(ValidatorUnavailable, true, "the tenant's validator is unavailable; retry later"))
 		}
-		return replays, nil
+		return allowed, out, nil
 	}
-	allowed := replays
-	for j, i := range asked {
-		if !verdicts[j].Allow {
-			msg := verdicts[j].Message
+	for j, c := range changes {
+		if !answers[j].Allow {
+			msg := answers[j].Message
 			if msg == "" {
 				msg = "rejected by the tenant's validator"
 			}
-			items[i].result.Error = fail(CustomValidationFailed, false, "%s", msg)
+			out[c.idx] = refused(fail(CustomValidationFailed, false, "%s", msg))
 			continue
 		}
-		allowed = append(allowed, i)
+		allowed = append(allowed, c.idx)
 	}
 	slices.Sort(allowed)
-	return allowed, nil
+	return allowed, out, nil
 }
 
 // validationEvent is what the validator sees of an accepted event.

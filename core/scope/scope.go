@@ -26,6 +26,24 @@ var (
 	ErrNoScope = errors.New("no scope")
 )
 
+// MissingParentError is the ErrMissingParent of Set.Scopes: it names the
+// first parent found missing, so that push can tell a parent that may
+// still arrive from one that is gone for good.
+type MissingParentError struct {
+	Model  string   // the parent's model
+	Fields []string // the fields the child's foreign key references
+	Key    []any    // their values
+	// Deleted: the batch itself deleted the parent.
+	Deleted bool
+}
+
+func (e *MissingParentError) Error() string {
+	return fmt.Sprintf("missing parent %s %s", e.Model, KeyJSON(e.Key))
+}
+
+// Is makes errors.Is(err, ErrMissingParent) hold.
+func (e *MissingParentError) Is(target error) bool { return target == ErrMissingParent }
+
 // Set is a working set of records of one tenant. It is not safe for
 // concurrent use.
 type Set struct {
@@ -278,7 +296,7 @@ func (s *Set) Scopes(ctx context.Context, model string, r schema.Record) ([]stri
 		return []string{key}, nil
 	}
 	var scopes []string
-	missing := false
+	var missing *MissingParentError
 	for _, path := range s.own.Paths(model) {
 		cur := r
 		ok := true
@@ -294,7 +312,10 @@ func (s *Set) Scopes(ctx context.Context, model string, r schema.Record) ([]stri
 				// changed or deleted that root.
 				if r, inBatch := s.overlay[s.own.Root.Name][KeyJSON(vals)]; inBatch {
 					if r == nil {
-						missing, ok = true, false
+						if missing == nil {
+							missing = &MissingParentError{Model: hop.Target, Fields: hop.References, Key: vals, Deleted: true}
+						}
+						ok = false
 						break
 					}
 					cur = r
@@ -308,7 +329,10 @@ func (s *Set) Scopes(ctx context.Context, model string, r schema.Record) ([]stri
 				return nil, err
 			}
 			if parent == nil {
-				missing, ok = true, false
+				if missing == nil {
+					missing = &MissingParentError{Model: hop.Target, Fields: hop.References, Key: vals, Deleted: s.deleted(hop.Target, hop.References, vals)}
+				}
+				ok = false
 				break
 			}
 			cur = parent
@@ -327,10 +351,20 @@ func (s *Set) Scopes(ctx context.Context, model string, r schema.Record) ([]stri
 	switch {
 	case len(scopes) > 0:
 		return scopes, nil
-	case missing:
-		return nil, ErrMissingParent
+	case missing != nil:
+		return nil, missing
 	}
 	return nil, ErrNoScope
+}
+
+// deleted reports whether the batch deleted the record of model whose
+// primary key is fields = vals.
+func (s *Set) deleted(model string, fields []string, vals []any) bool {
+	if strings.Join(fields, ",") != strings.Join(s.sch.Model(model).PrimaryKey, ",") {
+		return false
+	}
+	r, inBatch := s.overlay[model][KeyJSON(vals)]
+	return inBatch && r == nil
 }
 
 // trustedRootHop reports whether rel references the root by its primary

@@ -1,0 +1,148 @@
+package push
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/store"
+)
+
+// write allocates changelog ids under the scope locks and writes the
+// accepted changes: consecutive upserts of the batch become one multi-row
+// upsert per model (parents first), consecutive deletes one delete per
+// model (children first). It returns the changelog id of each change's
+// own entry, in order, and the new head of every scope written.
+func (s *Service) write(ctx context.Context, tx Tx, items []*item, changes []change) ([]string, map[string]string, error) {
+	var scopes []string
+	for _, c := range changes {
+		scopes = append(scopes, c.scope)
+		for _, x := range c.extra {
+			scopes = append(scopes, x.scope)
+		}
+	}
+	slices.Sort(scopes)
+	scopes = slices.Compact(scopes)
+	heads, err := tx.LockScopes(ctx, scopes)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Every id of the transaction is above every locked head: increasing
+	// per scope in commit order, and a moved record's entry in its new
+	// scope sorts after its entries in the old one.
+	last := ""
+	for _, h := range heads {
+		last = max(last, h)
+	}
+	now := s.now().UTC()
+	var entries []changelog.Entry
+	own := make([]int, len(changes)) // index of each change's own entry
+	add := func(m *schema.Model, pk []any, op changelog.Operation, sc, eventID string) error {
+		id, err := changelog.Next(last, now)
+		if err != nil {
+			return err
+		}
+		last, heads[sc] = id, id
+		entries = append(entries, changelog.Entry{ID: id, Model: m.Name, KeyPath: []byte(scope.KeyJSON(pk)),
+			Operation: op, ScopeKey: sc, OutboxEventID: eventID, CreatedAt: now})
+		return nil
+	}
+	for j, c := range changes {
+		it := items[c.idx]
+		for _, x := range c.extra {
+			if !x.after {
+				if err := add(x.model, x.pk, x.op, x.scope, x.eventID); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		if err := add(it.model, it.pk, c.op, c.scope, it.ev.ID); err != nil {
+			return nil, nil, err
+		}
+		own[j] = len(entries) - 1
+		for _, x := range c.extra {
+			if x.after {
+				if err := add(x.model, x.pk, x.op, x.scope, x.eventID); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
+	if err := tx.Apply(ctx, s.writes(items, changes), entries, heads); err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, len(changes))
+	for j := range changes {
+		ids[j] = entries[own[j]].ID
+	}
+	return ids, heads, nil
+}
+
+// writes turns the accepted changes into the store's writes: the upserts
+// (one multi-row upsert per model, parents first), then the deletes (one
+// per model, children first), then again for what could not join them.
+// Running upserts before the deletes that came earlier in the batch is
+// what the batch would have done as long as no upsert names a record
+// deleted before it or changes a foreign key (which could move a record
+// out of a deleted parent's reach, or free a parent a restricting
+// relation holds); such an upsert writes what came before it first.
+func (s *Service) writes(items []*item, changes []change) []store.Write {
+	synced := s.own.Synced()
+	var out []store.Write
+	upserts := map[string]map[string]schema.Record{}
+	deletes := map[string]map[string][]any{}
+	pendingDeletes := false
+	flush := func() {
+		for _, m := range synced { // parents first
+			if recs := upserts[m.Name]; len(recs) > 0 {
+				out = append(out, store.Write{Model: m.Name, Upsert: slices.Collect(maps.Values(recs))})
+			}
+		}
+		for k := len(synced) - 1; k >= 0; k-- { // children first
+			m := synced[k]
+			if keys := deletes[m.Name]; len(keys) > 0 {
+				out = append(out, store.Write{Model: m.Name, Delete: slices.Collect(maps.Values(keys))})
+			}
+		}
+		clear(upserts)
+		clear(deletes)
+		pendingDeletes = false
+	}
+	for _, c := range changes {
+		it := items[c.idx]
+		key := scope.KeyJSON(it.pk)
+		if c.op == changelog.Delete {
+			if deletes[it.model.Name] == nil {
+				deletes[it.model.Name] = map[string][]any{}
+			}
+			deletes[it.model.Name][key] = it.pk
+			pendingDeletes = true
+			continue
+		}
+		if _, deleted := deletes[it.model.Name][key]; pendingDeletes && (deleted || !c.keepsRefs) {
+			flush()
+		}
+		if upserts[it.model.Name] == nil {
+			upserts[it.model.Name] = map[string]schema.Record{}
+		}
+		upserts[it.model.Name][key] = it.rec
+	}
+	flush()
+	return out
+}
+
+// sameRefs reports whether b has the foreign key values of a for every
+// relation of m.
+func sameRefs(m *schema.Model, a, b schema.Record) bool {
+	for _, rel := range m.Relations {
+		for _, f := range rel.Fields {
+			if scope.KeyJSON([]any{a[f]}) != scope.KeyJSON([]any{b[f]}) {
+				return false
+			}
+		}
+	}
+	return true
+}
