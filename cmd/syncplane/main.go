@@ -2,7 +2,7 @@
 //
 //	syncplane serve    [--addr :8080] [--admin-addr ADDR] [--tenants DIR] [--data ./data] [--config FILE]
 //	syncplane migrate  [--tenants DIR] [--data ./data] [--config FILE]
-//	syncplane token    --tenant ID --sub SUBJECT [--tenants DIR] [--data ./data] [--ttl 24h]
+//	syncplane token    --tenant ID --sub SUBJECT [--claim KEY=VALUE]... [--tenants DIR] [--data ./data] [--ttl 24h]
 //	syncplane policy   check [--tenants DIR]
 //	syncplane policy   explain --tenant T --sub S --scope K --model M --act A [--role R] [--tenants DIR]
 //	syncplane plugin   hash FILE
@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -100,7 +101,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tenantID   = fs.String("tenant", "", "token: tenant id")
 		subject    = fs.String("sub", "", "token: subject (the sub claim)")
 		ttl        = fs.Duration("ttl", 24*time.Hour, "token: lifetime")
+		claims     = map[string]any{}
 	)
+	fs.Func("claim", "token: a further string claim KEY=VALUE, e.g. email=ada@example.com (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		switch {
+		case !ok || k == "":
+			return fmt.Errorf("%q is not KEY=VALUE", s)
+		case k == "sub" || k == "iss" || k == "aud" || k == "exp" || k == "iat":
+			return fmt.Errorf("claim %q is set by syncplane token itself (--sub, --ttl, the tenant's issuer and audience)", k)
+		case claims[k] != nil:
+			return fmt.Errorf("claim %q is given twice", k)
+		}
+		claims[k] = v
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "migrated tenants: %v\n", reg.IDs())
 		return nil
 	default: // "token"
-		return token(cfg, getenv, *tenantID, *subject, *ttl, stdout)
+		return token(cfg, getenv, *tenantID, auth.SignClaims{Subject: *subject, TTL: *ttl, Extra: claims}, stdout)
 	}
 }
 
@@ -315,13 +330,14 @@ func adminHandler(metrics http.Handler) http.Handler {
 	return mux
 }
 
-func token(cfg Config, getenv func(string) string, id, sub string, ttl time.Duration, stdout io.Writer) error {
-	if id == "" || sub == "" {
+// token prints a token of tenant id with the given claims (Issuer and
+// Audience are the tenant's).
+func token(cfg Config, getenv func(string) string, id string, claims auth.SignClaims, stdout io.Writer) error {
+	if id == "" || claims.Subject == "" {
 		return errors.New("token: --tenant and --sub are required")
 	}
 	var (
 		secret []byte
-		claims = auth.SignClaims{Subject: sub, TTL: ttl}
 		err    error
 	)
 	if cfg.TenantsDir == "" {

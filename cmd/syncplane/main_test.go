@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -448,6 +449,35 @@ func TestToken(t *testing.T) {
 			t.Errorf("subject %q", c.Subject)
 		}
 	})
+	t.Run("case=claims", func(t *testing.T) {
+		t.Parallel()
+		out, _, err := runCmd(t, e, "token", "--tenant", "acme", "--sub", "u1", "--claim", "email=ada@example.com", "--claim", "name=Ada Lovelace", "--claim", "note=a=b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := lastLine(out)
+		v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: "https://acme.example", Audience: "syncplane"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(tok); err != nil {
+			t.Fatalf("the token does not verify: %v", err)
+		}
+		parts := strings.Split(tok, ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(payload, &claims); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range map[string]string{"sub": "u1", "email": "ada@example.com", "name": "Ada Lovelace", "note": "a=b", "iss": "https://acme.example"} {
+			if claims[k] != want {
+				t.Errorf("claim %s = %v, want %q", k, claims[k], want)
+			}
+		}
+	})
 	t.Run("case=env-key", func(t *testing.T) {
 		t.Parallel()
 		out, _, err := runCmd(t, e.with("ENVKEY_SECRET", secret), "token", "--tenant", "envkey", "--sub", "u1")
@@ -490,6 +520,21 @@ func TestToken(t *testing.T) {
 			env:  env{},
 			args: []string{"--tenant", "acme", "--sub", "u1", "--data", "ROOT/data"},
 			want: `token: no tenants directory is configured, so the only tenant is "demo"`,
+		},
+		"claim-without-value": {
+			env:  e,
+			args: []string{"--tenant", "acme", "--sub", "u1", "--claim", "email"},
+			want: `invalid value "email" for flag -claim: "email" is not KEY=VALUE`,
+		},
+		"claim-reserved": {
+			env:  e,
+			args: []string{"--tenant", "acme", "--sub", "u1", "--claim", "sub=u2"},
+			want: `invalid value "sub=u2" for flag -claim: claim "sub" is set by syncplane token itself (--sub, --ttl, the tenant's issuer and audience)`,
+		},
+		"claim-twice": {
+			env:  e,
+			args: []string{"--tenant", "acme", "--sub", "u1", "--claim", "email=a@x", "--claim", "email=b@x"},
+			want: `invalid value "email=b@x" for flag -claim: claim "email" is given twice`,
 		},
 		"bad-ttl": {
 			env:  e,

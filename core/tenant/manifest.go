@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/syncplane/syncplane/core/schema"
 )
 
 // Manifest is a tenant's tenant.yaml.
@@ -32,6 +37,64 @@ type Manifest struct {
 	Validator *Validator `yaml:"validator"`
 	// Limits bound requests; zero fields take the defaults.
 	Limits Limits `yaml:"limits"`
+	// RootFromToken, when set, lets the server create the subject's root
+	// record from its verified token: it maps fields of the root model to
+	// token claims, e.g. {id: sub, email: email, name: name}. Checked at
+	// load against the schema: every key is a scalar (column) field of the
+	// root model, the root's primary key is mapped, and every required
+	// field without @default or @updatedAt (and not a list) is mapped.
+	// Unmapped fields take their @default, or null. Default: nil, the
+	// client pushes its root record itself.
+	RootFromToken map[string]string `yaml:"rootFromToken"`
+	// AllowedOrigins are the browser origins allowed to call this tenant's
+	// routes cross-origin (CORS): "*" (any origin, listed alone) or
+	// entries "scheme://host[:port]" in lowercase, without path or
+	// trailing slash, e.g. "https://app.acme.example",
+	// "http://localhost:5173", "capacitor://localhost". Default: none, no
+	// cross-origin browser access.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+
+	file string     // the manifest's path, as given to ParseManifest
+	root *yaml.Node // the document's top mapping, for positions
+}
+
+// File is the manifest's path as given to ParseManifest.
+func (m *Manifest) File() string { return m.file }
+
+// Pos returns the line and column of the value at a key path of the
+// manifest (e.g. "rootFromToken", "id"), and whether the file states it.
+func (m *Manifest) Pos(path ...string) (line, column int, ok bool) {
+	if n := lookup(m.root, path); n != nil {
+		return n.Line, n.Column, true
+	}
+	return 0, 0, false
+}
+
+// keyPos returns the line and column of the key at the end of path (the
+// key itself, not its value), e.g. rootFromToken's "name", and whether the
+// file states it.
+func (m *Manifest) keyPos(path ...string) (line, column int, ok bool) {
+	parent := lookup(m.root, path[:len(path)-1])
+	if parent == nil || parent.Kind != yaml.MappingNode {
+		return 0, 0, false
+	}
+	for i := 0; i+1 < len(parent.Content); i += 2 {
+		if parent.Content[i].Value == path[len(path)-1] {
+			return parent.Content[i].Line, parent.Content[i].Column, true
+		}
+	}
+	return 0, 0, false
+}
+
+// errorAt is a FileError at the value of path in the manifest, or at its
+// deepest stated ancestor.
+func (m *Manifest) errorAt(msg string, path ...string) *FileError {
+	for ; len(path) > 0; path = path[:len(path)-1] {
+		if l, c, ok := m.Pos(path...); ok {
+			return &FileError{File: m.file, Line: l, Column: c, Msg: msg}
+		}
+	}
+	return &FileError{File: m.file, Line: 1, Column: 1, Msg: msg}
 }
 
 // Auth is a tenant's token verification. Exactly one of HS256SecretEnv,
@@ -103,6 +166,42 @@ func (l *Limits) applyDefaults() {
 
 var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
 
+var (
+	originScheme = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+	originHost   = regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$`)
+)
+
+// originProblem says what is wrong with an allowedOrigins entry, or "" if
+// it is "*" or an origin as browsers send it: scheme://host[:port], in
+// lowercase, without user, path, query or fragment.
+func originProblem(o string) string {
+	if o == "*" {
+		return ""
+	}
+	const want = "want \"*\" or scheme://host[:port], e.g. https://app.example.com"
+	if strings.ToLower(o) != o {
+		return fmt.Sprintf("%q: write origins in lowercase, as browsers send them (%q)", o, strings.ToLower(o))
+	}
+	scheme, rest, ok := strings.Cut(o, "://")
+	if !ok || !originScheme.MatchString(scheme) {
+		return fmt.Sprintf("%q is not an origin (%s)", o, want)
+	}
+	if i := strings.IndexAny(rest, "/?#@"); i >= 0 {
+		return fmt.Sprintf("%q is not an origin: an origin has no user, path (not even a trailing /), query or fragment", o)
+	}
+	host, port := rest, ""
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.HasSuffix(rest, "]") {
+		host, port = rest[:i], rest[i+1:]
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' {
+			return fmt.Sprintf("%q: port %q must be a number from 1 to 65535", o, port)
+		}
+	}
+	if !originHost.MatchString(host) {
+		return fmt.Sprintf("%q: %q is not a host name or address (%s)", o, host, want)
+	}
+	return ""
+}
+
 // FileError is a problem at a position of a tenant's file.
 type FileError struct {
 	File   string
@@ -132,7 +231,7 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
-	var m Manifest
+	m := Manifest{file: file, root: root.Content[0]}
 	if err := dec.Decode(&m); err != nil {
 		return nil, yamlError(file, err, root.Content[0])
 	}
@@ -194,6 +293,30 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 		{"pullPageMax", float64(l.PullPageMax)}, {"requestsPerSecond", l.RequestsPerSecond}, {"burst", float64(l.Burst)}} {
 		if c.v < 0 {
 			bad(fmt.Sprintf("limits.%s must not be negative", c.name), "limits", c.name)
+		}
+	}
+	for field, claim := range m.RootFromToken {
+		switch {
+		case field == "":
+			bad("rootFromToken: empty field name", "rootFromToken")
+		case claim == "":
+			bad(fmt.Sprintf("rootFromToken.%s: empty claim name", field), "rootFromToken", field)
+		}
+	}
+	for i, o := range m.AllowedOrigins {
+		msg := originProblem(o)
+		switch {
+		case msg == "" && o == "*" && len(m.AllowedOrigins) > 1:
+			msg = `"*" allows every origin; list it alone`
+		case msg == "" && slices.Index(m.AllowedOrigins, o) < i:
+			msg = fmt.Sprintf("origin %q is listed twice", o)
+		}
+		if msg != "" {
+			l, c := at("allowedOrigins")
+			if n := lookup(root.Content[0], []string{"allowedOrigins"}); n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+				l, c = n.Content[i].Line, n.Content[i].Column
+			}
+			errs = append(errs, &FileError{File: file, Line: l, Column: c, Msg: "allowedOrigins: " + msg})
 		}
 	}
 	m.Limits.applyDefaults()
@@ -293,4 +416,35 @@ func lookup(n *yaml.Node, path []string) *yaml.Node {
 		n = next
 	}
 	return n
+}
+
+// checkRootFromToken checks the manifest's rootFromToken against the root
+// model of the tenant's schema.
+func checkRootFromToken(m *Manifest, root *schema.Model) error {
+	if m.RootFromToken == nil {
+		return nil
+	}
+	var errs []error
+	fields := slices.Sorted(maps.Keys(m.RootFromToken))
+	for _, name := range fields {
+		if root.Field(name) == nil {
+			e := m.errorAt(fmt.Sprintf("rootFromToken: %q is not a scalar field of root model %s (%s)", name, root.Name, root.Pos), "rootFromToken")
+			if l, c, ok := m.keyPos("rootFromToken", name); ok {
+				e.Line, e.Column = l, c
+			}
+			errs = append(errs, e)
+		}
+	}
+	for _, f := range root.Fields {
+		if _, mapped := m.RootFromToken[f.Name]; mapped {
+			continue
+		}
+		switch {
+		case slices.Contains(root.PrimaryKey, f.Name):
+			errs = append(errs, m.errorAt(fmt.Sprintf("rootFromToken must map the primary key %q of root model %s (%s) to a claim, usually %s: sub", f.Name, root.Name, f.Pos, f.Name), "rootFromToken"))
+		case !f.Optional && f.Default == nil && !f.UpdatedAt && !f.List:
+			errs = append(errs, m.errorAt(fmt.Sprintf("rootFromToken: required field %q of root model %s (%s) has no @default; map it to a claim", f.Name, root.Name, f.Pos), "rootFromToken"))
+		}
+	}
+	return errors.Join(errs...)
 }

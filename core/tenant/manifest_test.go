@@ -146,6 +146,33 @@ func TestParseManifestErrors(t *testing.T) {
 			src:  good + "limits:\n  pullPageMax: 10\n",
 			want: file + ":7:16: limits.pullPageSize (50) exceeds limits.pullPageMax (10)",
 		},
+		"root-from-token-empty-claim": {
+			src:  good + "rootFromToken:\n  id: sub\n  email: ''\n",
+			want: file + `:8:10: rootFromToken.email: empty claim name`,
+		},
+		"root-from-token-not-a-mapping": {
+			src:  good + "rootFromToken: [id, sub]\n",
+			want: file + ":6:1: cannot unmarshal !!seq into map[string]string",
+		},
+		"allowed-origins-bad": {
+			src: good + "allowedOrigins:\n  - https://app.example.com/\n  - app.example.com\n  - https://App.example.com\n" +
+				"  - http://localhost:0\n  - http://localhost:5173\n  - http://localhost:5173\n  - https://user@app.example.com\n  - https://bad_host\n",
+			want: file + `:7:5: allowedOrigins: "https://app.example.com/" is not an origin: an origin has no user, path (not even a trailing /), query or fragment` + "\n" +
+				file + `:8:5: allowedOrigins: "app.example.com" is not an origin (want "*" or scheme://host[:port], e.g. https://app.example.com)` + "\n" +
+				file + `:9:5: allowedOrigins: "https://App.example.com": write origins in lowercase, as browsers send them ("https://app.example.com")` + "\n" +
+				file + `:10:5: allowedOrigins: "http://localhost:0": port "0" must be a number from 1 to 65535` + "\n" +
+				file + `:12:5: allowedOrigins: origin "http://localhost:5173" is listed twice` + "\n" +
+				file + `:13:5: allowedOrigins: "https://user@app.example.com" is not an origin: an origin has no user, path (not even a trailing /), query or fragment` + "\n" +
+				file + `:14:5: allowedOrigins: "https://bad_host": "bad_host" is not a host name or address (want "*" or scheme://host[:port], e.g. https://app.example.com)`,
+		},
+		"allowed-origins-star-not-alone": {
+			src:  good + "allowedOrigins: [\"*\", \"https://app.example.com\"]\n",
+			want: file + `:6:18: allowedOrigins: "*" allows every origin; list it alone`,
+		},
+		"allowed-origins-not-a-list": {
+			src:  good + "allowedOrigins: https://app.example.com\n",
+			want: file + ":6:1: cannot unmarshal !!str `https:/...` into []string",
+		},
 		"several-errors": {
 			src: "id: ACME\nrootModel: User\nauth:\n  hs256SecretEnv: A\n  hs256SecretFile: secret\nvalidator:\n  command: ./v\nlimits:\n  maxBatch: -1\n",
 			want: file + `:1:5: id "ACME" must match [a-z0-9-]{1,40}` + "\n" +
@@ -259,6 +286,8 @@ auth:
   rolesClaim: roles
 policy: policy.csv
 validator:
+rootFromToken: {id: sub, email: email, name: name}
+allowedOrigins: ["https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"]
 `
 	m, err := tenant.ParseManifest(file, []byte(src))
 	if err != nil {
@@ -266,12 +295,14 @@ validator:
 	}
 	want := &tenant.Manifest{
 		ID: "acme", Schema: "models", RootModel: "User", Exclude: []string{"Session", "Account"},
-		Auth:   tenant.Auth{Issuer: "https://auth.acme.example", Audience: "syncplane", HS256SecretEnv: "ACME_JWT_SECRET", RolesClaim: "roles"},
-		Policy: "policy.csv",
-		Limits: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500},
+		Auth:           tenant.Auth{Issuer: "https://auth.acme.example", Audience: "syncplane", HS256SecretEnv: "ACME_JWT_SECRET", RolesClaim: "roles"},
+		Policy:         "policy.csv",
+		Limits:         tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500},
+		RootFromToken:  map[string]string{"id": "sub", "email": "email", "name": "name"},
+		AllowedOrigins: []string{"https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"},
 	}
 	// validator: (null) is no validator.
-	if diff := cmp.Diff(want, m, cmpopts.IgnoreFields(tenant.Manifest{}, "Validator")); diff != "" {
+	if diff := cmp.Diff(want, m, cmpopts.IgnoreFields(tenant.Manifest{}, "Validator"), cmpopts.IgnoreUnexported(tenant.Manifest{})); diff != "" {
 		t.Errorf("manifest (-want +got):\n%s", diff)
 	}
 }
@@ -287,5 +318,19 @@ func TestParseManifestKeySources(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestParseManifestAllowedOriginsStar(t *testing.T) {
+	t.Parallel()
+	m, err := tenant.ParseManifest(file, []byte(good+"allowedOrigins: [\"*\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"*"}, m.AllowedOrigins); diff != "" {
+		t.Errorf("allowedOrigins (-want +got):\n%s", diff)
+	}
+	if m.File() != file {
+		t.Errorf("File() = %q, want %q", m.File(), file)
 	}
 }

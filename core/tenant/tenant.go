@@ -114,6 +114,9 @@ func load(ctx context.Context, fsys fs.FS, dir string, opt Options) (*Tenant, er
 	if t.Own, err = schema.BuildOwnership(t.Schema, m.RootModel, m.Exclude); err != nil {
 		return nil, err
 	}
+	if err := checkRootFromToken(m, t.Own.Root); err != nil {
+		return nil, err
+	}
 	if t.Verifier, err = verifier(fsys, mpath, m, opt); err != nil {
 		return nil, err
 	}

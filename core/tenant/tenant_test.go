@@ -306,6 +306,20 @@ func TestLoadErrors(t *testing.T) {
 			files: map[string]string{tenant.ManifestFile: manifest("x", "exclude: [Session]\n"), "secret": secret, "schema.prisma": kanban},
 			want:  `schema: excluded model "Session" does not exist`,
 		},
+		"root-from-token-not-fields": {
+			files: map[string]string{tenant.ManifestFile: manifest("x", "rootFromToken:\n  id: sub\n  email: email\n  name: name\n  nickname: nick\n  boards: b\n"), "secret": secret, "schema.prisma": kanban},
+			want: `DIR/tenant.yaml:11:3: rootFromToken: "boards" is not a scalar field of root model User (DIR/schema.prisma:USER)` + "\n" +
+				`DIR/tenant.yaml:10:3: rootFromToken: "nickname" is not a scalar field of root model User (DIR/schema.prisma:USER)`,
+		},
+		"root-from-token-no-primary-key": {
+			files: map[string]string{tenant.ManifestFile: manifest("x", "rootFromToken:\n  email: email\n  name: name\n"), "secret": secret, "schema.prisma": kanban},
+			want:  `DIR/tenant.yaml:7:3: rootFromToken must map the primary key "id" of root model User (DIR/schema.prisma:ID) to a claim, usually id: sub`,
+		},
+		"root-from-token-required-unmapped": {
+			files: map[string]string{tenant.ManifestFile: manifest("x", "rootFromToken: {id: sub}\n"), "secret": secret, "schema.prisma": kanban},
+			want: `DIR/tenant.yaml:6:16: rootFromToken: required field "name" of root model User (DIR/schema.prisma:NAME) has no @default; map it to a claim` + "\n" +
+				`DIR/tenant.yaml:6:16: rootFromToken: required field "email" of root model User (DIR/schema.prisma:EMAIL) has no @default; map it to a claim`,
+		},
 		"no-secret-file": {
 			files: map[string]string{tenant.ManifestFile: manifest("x", ""), "schema.prisma": kanban},
 			want:  "DIR/tenant.yaml: auth: open secret: no such file or directory",
@@ -329,10 +343,47 @@ func TestLoadErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Load succeeded with tenant %s", tn.Manifest.ID)
 			}
-			if got := strings.ReplaceAll(err.Error(), dir, "DIR"); got != tc.want {
-				t.Errorf("error:\n got %s\nwant %s", got, tc.want)
+			want := strings.NewReplacer("USER", kanbanPos("model User"), "ID", kanbanPos("  id "), "NAME", kanbanPos("  name "), "EMAIL", kanbanPos("  email ")).Replace(tc.want)
+			if got := strings.ReplaceAll(err.Error(), dir, "DIR"); got != want {
+				t.Errorf("error:\n got %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// kanbanPos is the line:column of the name declared by the first line of
+// the kanban schema that starts with prefix (a model after "model ", a
+// field after its indentation).
+func kanbanPos(prefix string) string {
+	for i, line := range strings.Split(kanban, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			col := len(line) - len(strings.TrimLeft(line, " ")) + 1
+			if strings.HasPrefix(prefix, "model ") {
+				col = len("model ") + 1
+			}
+			return fmt.Sprintf("%d:%d", i+1, col)
+		}
+	}
+	panic("kanban schema has no line starting with " + prefix)
+}
+
+// rootFromToken and allowedOrigins reach the loaded tenant as written.
+func TestLoadRootFromToken(t *testing.T) {
+	t.Parallel()
+	st := storetest.DB{Name: "sqlite"}.Open(t)
+	dir := t.TempDir()
+	files := goodTenant("rft")
+	files[tenant.ManifestFile] = manifest("rft", "rootFromToken: {id: sub, email: email, name: name, image: picture}\nallowedOrigins: [\"http://localhost:5173\"]\n")
+	writeFiles(t, dir, files)
+	tn, err := tenant.Load(context.Background(), dir, tenant.Options{Store: st, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"id": "sub", "email": "email", "name": "name", "image": "picture"}, tn.Manifest.RootFromToken); diff != "" {
+		t.Errorf("RootFromToken (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"http://localhost:5173"}, tn.Manifest.AllowedOrigins); diff != "" {
+		t.Errorf("AllowedOrigins (-want +got):\n%s", diff)
 	}
 }
 
