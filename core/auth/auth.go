@@ -85,6 +85,9 @@ type Claims struct {
 	// Roles is the Config.RolesClaim claim when it is set and the claim is a
 	// JSON object whose values are all strings (scope → role); else nil.
 	Roles map[string]string
+	// All holds every claim of the token, as JSON decoded them (a tenant's
+	// rootFromToken reads its fields from them).
+	All map[string]any
 }
 
 // Verifier checks tokens for one tenant. It is immutable and safe for
@@ -199,7 +202,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if sub == "" {
 		return nil, fmt.Errorf("%w: missing sub", ErrInvalidToken)
 	}
-	return &Claims{Subject: sub, Roles: v.roles(claims)}, nil
+	return &Claims{Subject: sub, Roles: v.roles(claims), All: claims}, nil
 }
 
 // explain turns a jwt parse error into an ErrInvalidToken error that says

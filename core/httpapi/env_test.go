@@ -30,6 +30,7 @@ var secrets = map[string]string{
 	"acme":    "acme-secret-0123456789abcdef0123456789",
 	"beta":    "beta-secret-0123456789abcdef0123456789",
 	"limited": "limited-secret-0123456789abcdef012345",
+	"signin":  "signin-secret-0123456789abcdef0123456",
 }
 
 const kanbanSchema = "../tenant/demo/schema.prisma"
@@ -77,6 +78,7 @@ func newEnv(t testing.TB, db storetest.DB) *env {
 	writeTenant(t, e.dir, "acme", "limits:\n  pullPageMax: 100\n")
 	writeTenant(t, e.dir, "beta", "")
 	writeTenant(t, e.dir, "limited", "limits:\n  requestsPerSecond: 0.01\n  burst: 1\n")
+	writeTenant(t, e.dir, "signin", "rootFromToken:\n  id: sub\n  email: email\n  name: name\nallowedOrigins: [\"https://app.example\"]\n")
 	e.url = e.start(t)
 	return e
 }

@@ -1,9 +1,15 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/syncplane/syncplane/core/auth"
+	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/storetest"
 )
@@ -156,4 +162,158 @@ func TestMissingParentRetryability(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRootFromToken: in the prisma-idb example the app's auth library
+// creates the User on its own server, and the client inserts its local
+// User without an outbox event. With rootFromToken, syncplane creates the
+// subject's root from its verified token at its first push or pull, so
+// its boards find their user and its device pulls the user.
+func TestRootFromToken(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		e := newEnv(t, db)
+		signed := func(sub string, claims map[string]any) string {
+			tok, err := auth.SignHS256([]byte(secrets["signin"]), auth.SignClaims{Subject: sub, Issuer: "https://signin.example",
+				Audience: "syncplane", TTL: time.Hour, Extra: claims})
+			must(t, err)
+			return tok
+		}
+		pushWith := func(tok string, events ...map[string]any) (int, []push.Result) {
+			code, body, _ := post(t, e.url+"/v1/tenants/signin/push", tok, map[string]any{"events": events})
+			var res []push.Result
+			if code == http.StatusOK {
+				must(t, json.Unmarshal(body, &res))
+			}
+			return code, res
+		}
+		t.Run("case=first-push-creates-the-user", func(t *testing.T) {
+			tok := signed("ada", map[string]any{"email": "ada@example.com", "name": "Ada"})
+			code, res := pushWith(tok, ev("", "Board", "create", board("ada-b", "ada", "first board")))
+			if code != http.StatusOK {
+				t.Fatalf("push: status %d", code)
+			}
+			ok(t, res)
+			code, body, _ := post(t, e.url+"/v1/tenants/signin/pull", tok, map[string]any{"scopeKey": "ada"})
+			if code != http.StatusOK {
+				t.Fatalf("pull: %d %s", code, body)
+			}
+			var page pull.Response
+			must(t, json.Unmarshal(body, &page))
+			if len(page.LogsWithRecords) != 2 || page.LogsWithRecords[0].Model != "User" {
+				t.Fatalf("pull: %+v, want the user, then the board", page.LogsWithRecords)
+			}
+			u := recordOf(t, page.LogsWithRecords[0])
+			if u["id"] != "ada" || u["email"] != "ada@example.com" || u["name"] != "Ada" || u["emailVerified"] != false || u["image"] != nil {
+				t.Errorf("user from the token: %v", u)
+			}
+		})
+		t.Run("case=first-pull-creates-the-user", func(t *testing.T) {
+			tok := signed("bob", map[string]any{"email": "bob@example.com", "name": "Bob"})
+			code, body, _ := post(t, e.url+"/v1/tenants/signin/pull", tok, map[string]any{})
+			if code != http.StatusOK {
+				t.Fatalf("pull: %d %s", code, body)
+			}
+			var page pull.Response
+			must(t, json.Unmarshal(body, &page))
+			if len(page.LogsWithRecords) != 1 || recordOf(t, page.LogsWithRecords[0])["email"] != "bob@example.com" {
+				t.Fatalf("pull: %+v, want bob's user", page.LogsWithRecords)
+			}
+			// Later requests, with changed claims, change nothing.
+			tok = signed("bob", map[string]any{"email": "robert@example.com", "name": "Robert"})
+			code, body, _ = post(t, e.url+"/v1/tenants/signin/pull", tok, map[string]any{"lastChangelogId": *page.Cursor})
+			if code != http.StatusOK || !strings.Contains(string(body), `"logsWithRecords":[]`) {
+				t.Errorf("second pull: %d %s, want an empty page", code, body)
+			}
+		})
+		t.Run("case=client-pushes-its-user-too", func(t *testing.T) {
+			tok := signed("cy", map[string]any{"email": "cy@example.com", "name": "Cy"})
+			u := user("cy")
+			u["name"] = "Cy from the device"
+			code, res := pushWith(tok, ev("", "User", "create", u), ev("", "Board", "create", board("cy-b", "cy", "b")))
+			if code != http.StatusOK {
+				t.Fatalf("push: status %d", code)
+			}
+			ok(t, res)
+			var last map[string]any
+			for _, l := range pullAllWith(t, e.url, "signin", tok) {
+				if l.Model == "User" {
+					last = recordOf(t, l)
+				}
+			}
+			if last["name"] != "Cy from the device" {
+				t.Errorf("user after the device's push: %v, want the device's values", last)
+			}
+		})
+		t.Run("case=token-without-a-required-claim", func(t *testing.T) {
+			tok := signed("dee", map[string]any{"name": "Dee"}) // no email
+			code, body, _ := post(t, e.url+"/v1/tenants/signin/push", tok, map[string]any{"events": []any{}})
+			if code != http.StatusUnauthorized || !strings.Contains(string(body), `claim \"email\"`) {
+				t.Errorf("push: %d %s, want 401 naming the claim", code, body)
+			}
+		})
+		t.Run("case=tenant-without-rootFromToken", func(t *testing.T) {
+			res := e.push(t, "acme", "eve", ev("", "Board", "create", board("eve-b", "eve", "b")))
+			if errType(res[0]) != push.MissingParent || !res[0].Error.Retryable {
+				t.Errorf("board of a user nobody created: %+v, want a retryable MISSING_PARENT", res[0].Error)
+			}
+		})
+	})
+}
+
+func pullAllWith(t *testing.T, base, tenantID, tok string) []pull.LogWithRecord {
+	t.Helper()
+	var all []pull.LogWithRecord
+	req := map[string]any{}
+	for {
+		code, body, _ := post(t, base+"/v1/tenants/"+tenantID+"/pull", tok, req)
+		if code != http.StatusOK {
+			t.Fatalf("pull: %d %s", code, body)
+		}
+		var page pull.Response
+		must(t, json.Unmarshal(body, &page))
+		if len(page.LogsWithRecords) == 0 {
+			return all
+		}
+		all = append(all, page.LogsWithRecords...)
+		req = map[string]any{"lastChangelogId": *page.Cursor}
+	}
+}
+
+// TestCORS: a browser page on an origin the tenant lists may call its
+// routes; other origins, and tenants that list none, get no CORS headers.
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.DB{Name: "sqlite"})
+	preflight := func(path, origin string) http.Header {
+		req, _ := http.NewRequest(http.MethodOptions, e.url+path, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,content-type")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Errorf("preflight %s from %s: status %d", path, origin, resp.StatusCode)
+		}
+		return resp.Header
+	}
+	h := preflight("/v1/tenants/signin/push", "https://app.example")
+	if h.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "authorization") {
+		t.Errorf("allowed origin's preflight: %v", h)
+	}
+	for _, c := range [][2]string{{"/v1/tenants/signin/push", "https://evil.example"}, {"/v1/tenants/acme/push", "https://app.example"}, {"/v1/tenants/nope/push", "https://app.example"}} {
+		if got := preflight(c[0], c[1]).Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("%s from %s: Access-Control-Allow-Origin %q, want none", c[0], c[1], got)
+		}
+	}
+	// The request itself carries the header, also on errors the page must read.
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/tenants/signin/pull", strings.NewReader("{}"))
+	req.Header.Set("Origin", "https://app.example")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("unauthenticated pull from an allowed origin: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
 }

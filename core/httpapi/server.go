@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/rs/cors"
 
 	"github.com/syncplane/syncplane/core/auth"
 	"github.com/syncplane/syncplane/core/live"
@@ -35,6 +36,7 @@ type Server struct {
 	tenants Tenants
 	log     *slog.Logger
 	engine  *gin.Engine
+	handler http.Handler // engine behind the CORS layer
 	ready   func(context.Context) error
 	dbStats func() sql.DBStats
 	metrics *metrics
@@ -69,6 +71,7 @@ const (
 	tenantKey    = "tenant"
 	subjectKey   = "subject"
 	rolesKey     = "roles"
+	claimsKey    = "claims"
 )
 
 // New builds the router.
@@ -85,17 +88,47 @@ func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
 	s.engine.GET("/readyz", s.readyz)
 	s.engine.GET("/metrics", gin.WrapH(s.metrics.handler))
 	v1 := s.engine.Group("/v1/tenants/:tenant", s.tenant, s.authenticate, s.rateLimit)
-	v1.POST("/push", s.push)
-	v1.POST("/pull", s.pull)
+	v1.POST("/push", s.ensureRoot, s.push)
+	v1.POST("/pull", s.ensureRoot, s.pull)
 	v1.GET("/events", s.events)
 	s.engine.NoRoute(func(c *gin.Context) { s.writeError(c, errorf(http.StatusNotFound, "no such endpoint")) })
 	s.engine.NoMethod(func(c *gin.Context) { s.writeError(c, errorf(http.StatusMethodNotAllowed, "method not allowed")) })
 	s.engine.HandleMethodNotAllowed = true
+	s.handler = cors.New(cors.Options{
+		AllowOriginVaryRequestFunc: s.allowOrigin,
+		AllowedMethods:             []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders:             []string{"Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"},
+		ExposedHeaders:             []string{"Retry-After", "X-Request-Id"},
+		MaxAge:                     600,
+	}).Handler(s.engine)
 	return s
 }
 
 // ServeHTTP makes the server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// allowOrigin lets a browser page from origin call a tenant's routes when
+// the tenant's manifest lists the origin (or "*") in allowedOrigins. Other
+// paths, unknown tenants and unlisted origins get no CORS headers, so the
+// browser refuses the response. Tokens travel in the Authorization
+// header, never in cookies: credentials are not allowed.
+func (s *Server) allowOrigin(r *http.Request, origin string) (bool, []string) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/tenants/")
+	if !ok {
+		return false, nil
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	t := s.tenants.Get(id)
+	if t == nil {
+		return false, nil
+	}
+	for _, o := range t.Manifest.AllowedOrigins {
+		if o == "*" || o == origin {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 // Metrics serves the server's Prometheus metrics (as GET /metrics does),
 // for an admin listener.
@@ -191,6 +224,19 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set(subjectKey, claims.Subject)
 	c.Set(rolesKey, claims.Roles)
+	c.Set(claimsKey, claims.All)
+}
+
+// ensureRoot creates the subject's root record from its token when the
+// tenant says so (rootFromToken) and it does not exist yet, before the
+// subject pushes or pulls: its boards need their user, and its device
+// pulls the user.
+func (s *Server) ensureRoot(c *gin.Context) {
+	t := c.MustGet(tenantKey).(*tenant.Tenant)
+	claims, _ := c.MustGet(claimsKey).(map[string]any)
+	if err := t.Push.EnsureRoot(c.Request.Context(), c.GetString(subjectKey), roles(c), claims); err != nil {
+		s.writeError(c, err)
+	}
 }
 
 func (s *Server) rateLimit(c *gin.Context) {

@@ -56,6 +56,7 @@ type Service struct {
 	authz     Authorizer
 	validator Validator // nil: the tenant has none
 	notifier  Notifier  // nil: none
+	roots     *roots    // nil: no rootFromToken
 	log       *slog.Logger
 	now       func() time.Time
 }

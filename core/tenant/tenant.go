@@ -142,7 +142,7 @@ func load(ctx context.Context, fsys fs.FS, dir string, opt Options) (*Tenant, er
 		t.reader.set(reader{sch: t.Schema, own: t.Own, st: t.Store})
 		validator = t.validator
 	}
-	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log)
+	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log).WithRootFromToken(m.RootFromToken)
 	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax})
 	if opt.Live != nil {
 		hub := opt.Live.Tenant(m.ID)
