@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,10 +22,11 @@ type File struct {
 	Src  []byte
 }
 
-// Load reads a schema from path: a .prisma file, or a directory whose
-// *.prisma files (directly inside it, not in subdirectories) together form
-// one schema. Error positions name the files as path joined with the file
-// name.
+// Load reads a schema from path: a .prisma file, or a folder whose
+// *.prisma files, in it and in its subfolders (Prisma's multi-file layout,
+// e.g. schema.prisma next to models/*.prisma), together form one schema.
+// Hidden files and folders (names starting with a dot) are skipped. Error
+// positions name the files as path joined with their path in the folder.
 func Load(path string) (*Schema, error) {
 	info, err := os.Stat(path)
 	if err != nil {
@@ -36,26 +39,64 @@ func Load(path string) (*Schema, error) {
 		}
 		return Parse(File{Name: path, Src: src})
 	}
-	entries, err := os.ReadDir(path)
+	return LoadFS(os.DirFS(path), ".", path)
+}
+
+// LoadFS reads a schema from name in fsys, a .prisma file or a folder read
+// as Load does. Error positions name the files as prefix joined with their
+// path in fsys.
+func LoadFS(fsys fs.FS, name, prefix string) (*Schema, error) {
+	files, err := ReadFiles(fsys, name, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(files...)
+}
+
+// ReadFiles reads the schema files at name in fsys: the file itself, or
+// every *.prisma file of the folder and its subfolders except hidden ones,
+// in path order. Each File is named prefix joined with its path in fsys.
+func ReadFiles(fsys fs.FS, name, prefix string) ([]File, error) {
+	info, err := fs.Stat(fsys, name)
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
-	var files []File
-	for _, e := range entries {
-		if e.IsDir() || filepath.Ext(e.Name()) != ".prisma" {
-			continue
-		}
-		name := filepath.Join(path, e.Name())
-		src, err := os.ReadFile(name)
+	if !info.IsDir() {
+		src, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, fmt.Errorf("schema: %w", err)
 		}
-		files = append(files, File{Name: name, Src: src})
+		return []File{{Name: filepath.Join(prefix, filepath.FromSlash(name)), Src: src}}, nil
+	}
+	var files []File
+	err = fs.WalkDir(fsys, name, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != name && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() || path.Ext(p) != ".prisma" {
+			return nil
+		}
+		src, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, File{Name: filepath.Join(prefix, filepath.FromSlash(p)), Src: src})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("schema: no .prisma files in %s", path)
+		return nil, fmt.Errorf("schema: no .prisma files in %s", filepath.Join(prefix, filepath.FromSlash(name)))
 	}
-	return Parse(files...)
+	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return files, nil
 }
 
 // Parse parses and checks a schema made of one or more files. Models and
@@ -167,6 +208,8 @@ func (b *builder) build(asts []*astFile) {
 					b.s.Enums = append(b.s.Enums, e)
 					b.enums[e.Name] = e
 				}
+			case blk.Config != nil && blk.Config.Kind == "generator":
+				b.generator(blk.Config)
 			case blk.Model != nil:
 				a := blk.Model
 				if !b.declare(a.Kind, a.Name) || a.Kind != "model" {
@@ -185,6 +228,7 @@ func (b *builder) build(asts []*astFile) {
 	for _, p := range b.pending {
 		b.relation(p)
 	}
+	b.checkIDB()
 }
 
 // declare records a top-level name, reporting duplicates.

@@ -5,9 +5,15 @@
 // matters to syncplane — models, enums, scalar and enum fields, optional
 // fields and scalar lists, @id/@@id, @unique/@@unique, @default,
 // @relation(fields, references, onDelete), @map/@@map — and accept and
-// ignore the rest (datasource and generator blocks, composite types, views,
-// other attributes). A schema may span several files. Every error names
-// its file, line and column.
+// ignore the rest (datasource and other generator blocks, composite types,
+// views, other attributes). A schema may span several files; [Load] reads a
+// folder recursively (Prisma's prisma/schema.prisma + prisma/models/*.prisma
+// layout). Every error names its file, line and column.
+//
+// prisma-idb's generator block (provider "idb-client-generator") is read
+// into [Schema.IDB]: its rootModel and its exclude/include model patterns.
+// The Changelog model and ChangeOperation enum it requires are the
+// client's bookkeeping: [BuildOwnership] never syncs the Changelog model.
 //
 // [BuildOwnership] derives the ownership DAG: every synced model must reach
 // the root model through many-to-one relations; a record's scope key is the

@@ -22,7 +22,8 @@ type Ownership struct {
 }
 
 // BuildOwnership builds the ownership DAG of s for the given root model.
-// Models named in exclude are not synced; relations into them are not
+// Models named in exclude, and the client's bookkeeping model
+// (ChangelogModel) in any case, are not synced; relations into them are not
 // ownership edges.
 //
 // The root must exist, must not be excluded, and must have a single-field
@@ -39,10 +40,15 @@ func BuildOwnership(s *Schema, root string, exclude []string) (*Ownership, error
 		}
 		excluded[name] = true
 	}
+	if s.Model(ChangelogModel) != nil {
+		excluded[ChangelogModel] = true
+	}
 	r := s.Model(root)
 	switch {
 	case r == nil:
 		return nil, fmt.Errorf("schema: root model %q does not exist", root)
+	case root == ChangelogModel:
+		return nil, &Error{Pos: r.Pos, Msg: fmt.Sprintf("root model %q is the client's changelog (prisma-idb's bookkeeping), which is never synced", root)}
 	case excluded[root]:
 		return nil, fmt.Errorf("schema: root model %q is excluded", root)
 	case len(r.PrimaryKey) != 1:

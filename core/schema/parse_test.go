@@ -354,6 +354,9 @@ func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, src string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -361,30 +364,42 @@ func TestLoad(t *testing.T) {
 	write("user.prisma", "model User {\n  id String @id\n}\n")
 	write("board.prisma", "model Board {\n  id String @id\n  user User @relation(fields: [userId], references: [id])\n  userId String\n}\n")
 	write("notes.txt", "not a schema")
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	write("sub/bad.prisma", "garbage")
+	write("sub/deeper/todo.prisma", "model Todo {\n  id String @id\n  board Board @relation(fields: [boardId], references: [id])\n  boardId String\n}\n")
+	write("sub/deeper/notes.md", "not a schema")
+	write(".hidden/broken.prisma", "garbage") // an editor's or VCS's folder: skipped
+	write("sub/.swap.prisma", "garbage")
+	write("bad/bad.prisma", "garbage")
 
+	// A folder is read recursively, files in path order; positions keep
+	// naming every file, subfolders included.
 	t.Run("path=dir", func(t *testing.T) {
+		_, err := Load(dir)
+		want := []string{filepath.Join(dir, "bad", "bad.prisma") + `:1:1: unexpected token "garbage"`}
+		if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
+			t.Errorf("errors (-want +got):\n%s", diff)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "bad")); err != nil {
+			t.Fatal(err)
+		}
 		s := mustLoad(t, dir)
-		if diff := cmp.Diff([]string{"Board", "User"}, []string{s.Models[0].Name, s.Models[1].Name}); diff != "" {
+		if diff := cmp.Diff([]string{"Board", "Todo", "User"}, modelNames(s.Models)); diff != "" {
 			t.Errorf("models (-want +got):\n%s", diff)
 		}
-		if got, want := s.Models[0].Pos.File, filepath.Join(dir, "board.prisma"); got != want {
-			t.Errorf("Pos.File = %q, want %q", got, want)
+		for i, want := range []string{"board.prisma", filepath.Join("sub", "deeper", "todo.prisma"), "user.prisma"} {
+			if got, want := s.Models[i].Pos.File, filepath.Join(dir, want); got != want {
+				t.Errorf("%s: Pos.File = %q, want %q", s.Models[i].Name, got, want)
+			}
+		}
+		write("sub/deeper/todo.prisma", "model Todo {\n  id String @id\n  board Board @relation(fields: [boardId], references: [id])\n  boardId Int\n}\n")
+		_, err = Load(dir)
+		want = []string{filepath.Join(dir, "sub", "deeper", "todo.prisma") + `:3:34: field "board": @relation field "boardId" has type Int but references Board.id of type String`}
+		if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
+			t.Errorf("errors (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("path=file", func(t *testing.T) {
 		_, err := Load(filepath.Join(dir, "board.prisma"))
 		want := []string{filepath.Join(dir, "board.prisma") + `:3:8: field "user": unknown type "User"`}
-		if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
-			t.Errorf("errors (-want +got):\n%s", diff)
-		}
-	})
-	t.Run("path=subdir", func(t *testing.T) {
-		_, err := Load(filepath.Join(dir, "sub"))
-		want := []string{filepath.Join(dir, "sub", "bad.prisma") + `:1:1: unexpected token "garbage"`}
 		if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
 			t.Errorf("errors (-want +got):\n%s", diff)
 		}

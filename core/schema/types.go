@@ -53,6 +53,7 @@ const (
 type Schema struct {
 	Models []*Model // in source order (files sorted by name, then declaration order)
 	Enums  []*Enum
+	IDB    *IDBGenerator // prisma-idb's generator block; nil when the schema has none
 }
 
 // Model returns the model with the given name, or nil.
