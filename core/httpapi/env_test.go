@@ -31,6 +31,7 @@ var secrets = map[string]string{
 	"beta":    "beta-secret-0123456789abcdef0123456789",
 	"limited": "limited-secret-0123456789abcdef012345",
 	"signin":  "signin-secret-0123456789abcdef0123456",
+	"svc":     "svc-secret-0123456789abcdef012345678901",
 }
 
 const kanbanSchema = "../tenant/demo/schema.prisma"

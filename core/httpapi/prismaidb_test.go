@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -316,4 +318,32 @@ func TestCORS(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Errorf("unauthenticated pull from an allowed origin: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
+}
+
+// TestServiceSubjectCreatesRoots: an app's backend creates users through
+// a service subject that policies/examples/service.csv allows to write the
+// root model in every scope; the user's device then pulls its User, and
+// the service subject can touch nothing else.
+func TestServiceSubjectCreatesRoots(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		e := newEnv(t, db)
+		dir := filepath.Join(e.dir, "svc")
+		writeTenant(t, e.dir, "svc", "policy: policy.csv\n")
+		src, err := os.ReadFile("../../policies/examples/service.csv")
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(dir, "policy.csv"), src, 0o644))
+		url := e.start(t)
+		res := pushTo(t, url, "svc", "svc:auth", ev("", "User", "create", user("zed")))
+		ok(t, res)
+		res = pushTo(t, url, "svc", "svc:auth", ev("", "Board", "create", board("zed-b", "zed", "not the service's")))
+		if errType(res[0]) != push.ScopeViolation {
+			t.Errorf("service subject creating a board: %+v, want SCOPE_VIOLATION", res[0].Error)
+		}
+		ok(t, pushTo(t, url, "svc", "zed", ev("", "Board", "create", board("zed-b", "zed", "zed's"))))
+		page := pullFrom(t, url, "svc", "zed", map[string]any{})
+		if len(page.LogsWithRecords) != 2 || page.LogsWithRecords[0].Model != "User" || recordOf(t, page.LogsWithRecords[0])["id"] != "zed" {
+			t.Errorf("zed's pull: %+v, want its user, then its board", page.LogsWithRecords)
+		}
+	})
 }

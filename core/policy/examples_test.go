@@ -349,10 +349,10 @@ g, zed, editor, board-0
 // returns (literally or through a pattern), for every example policy.
 func TestScopesCoverAllow(t *testing.T) {
 	t.Parallel()
-	subs := []string{"alice", "bob", "carol", "dana", "erin", "frank", "editor", "owner", "admin"}
+	subs := []string{"alice", "bob", "carol", "dana", "erin", "frank", "editor", "owner", "admin", "svc:auth"}
 	scopeKeys := []string{"alice", "bob", "frank", "team-42", "team-7", "org-1", "org-7", "org-acme", "public-docs", "orgx", "x"}
 	models := []string{"Board", "Todo", "Team", "Invoice", "AuditEntry"}
-	for _, file := range []string{"personal.csv", "teams.csv", "org.csv", "token-roles.csv"} {
+	for _, file := range []string{"personal.csv", "teams.csv", "org.csv", "token-roles.csv", "service.csv"} {
 		t.Run("file="+file, func(t *testing.T) {
 			t.Parallel()
 			e := loadExample(t, file)
