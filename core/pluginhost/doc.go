@@ -1,6 +1,6 @@
 // Package pluginhost runs a tenant's validator plugin: an untrusted
 // executable, supplied by the tenant, started and supervised through
-// hashicorp/go-plugin over gRPC (DESIGN.md section 6). A Host is one
+// hashicorp/go-plugin over gRPC (docs/validators.md). A Host is one
 // plugin process of one tenant in this server process; it implements
 // push.Validator.
 //

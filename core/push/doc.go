@@ -10,6 +10,17 @@
 // transaction fails does push fall back to one transaction per event, so
 // that one bad event never undoes or blocks another.
 //
-// The interfaces push needs (Store, Tx, Authorizer) are declared in
-// interfaces.go; core/store and core/policy implement them.
+// A batch takes effect in dependency order whatever its order (a child
+// sent before its parent waits for it; a child deleted after its parent
+// keeps the scope it had when the batch began), and MISSING_PARENT is
+// retryable only while the parent has never existed. With the manifest's
+// rootFromToken, EnsureRoot creates a subject's root record from its token.
+//
+// The files follow the stages: push.go the pipeline and its verdicts,
+// decide.go scope, policy and order, move.go moves between scopes,
+// write.go the write batching, validate.go the validator stage, root.go
+// root records from tokens. docs/architecture.md walks a push through
+// them. The interfaces push needs (Store, Tx, Authorizer, Validator) are
+// declared in interfaces.go; core/store, core/policy and core/pluginhost
+// implement them.
 package push

@@ -12,7 +12,7 @@ import (
 	"github.com/syncplane/syncplane/core/push"
 )
 
-// validEvent is the OutboxEvent of DESIGN.md section 4, on one line so that
+// validEvent is the OutboxEvent of docs/protocol.md, on one line so that
 // its payload's raw bytes are easy to state.
 const validEvent = `{"id":"evt-1","entityType":"Board","operation":"create",` +
 	`"payload":{"id":"b1","name":"Q4","createdAt":"2026-11-25T10:00:00.000Z","userId":"u1"},` +
