@@ -330,42 +330,41 @@ func adminHandler(metrics http.Handler) http.Handler {
 	return mux
 }
 
-// token prints a token of tenant id with the given claims (Issuer and
-// Audience are the tenant's).
+// token prints a token of tenant id with the given claims, signed with
+// the tenant's HS256 secret; Issuer and Audience are the tenant's.
 func token(cfg Config, getenv func(string) string, id string, claims auth.SignClaims, stdout io.Writer) error {
 	if id == "" || claims.Subject == "" {
 		return errors.New("token: --tenant and --sub are required")
 	}
-	var (
-		secret []byte
-		err    error
-	)
+	var f *tenant.Folder
 	if cfg.TenantsDir == "" {
 		if id != "demo" {
 			return fmt.Errorf("token: no tenants directory is configured, so the only tenant is %q", "demo")
 		}
-		if secret, err = tenant.DemoKey(cfg.DataDir); err != nil {
+		key, err := tenant.DemoKey(cfg.DataDir)
+		if err != nil {
 			return err
 		}
+		f = tenant.DemoFolder(key, getenv)
 	} else {
 		dirs, err := tenant.Dirs(cfg.TenantsDir)
 		if err != nil {
 			return err
 		}
 		for _, d := range dirs {
-			m, key, err := tenant.SigningKey(d, getenv)
-			if m == nil || m.ID != id {
-				continue
+			if df, err := tenant.OpenFolder(d, getenv); err == nil && df.Manifest.ID == id {
+				f = df
 			}
-			if err != nil {
-				return fmt.Errorf("token: %w", err) // say why the tenant cannot sign
-			}
-			secret, claims.Issuer, claims.Audience = key, m.Auth.Issuer, m.Auth.Audience
 		}
-		if secret == nil {
+		if f == nil {
 			return fmt.Errorf("token: no tenant %q with an HS256 key under %s", id, cfg.TenantsDir)
 		}
 	}
+	secret, err := f.SigningSecret()
+	if err != nil {
+		return fmt.Errorf("token: %w", err) // say why the tenant cannot sign
+	}
+	claims.Issuer, claims.Audience = f.Manifest.Auth.Issuer, f.Manifest.Auth.Audience
 	tok, err := auth.SignHS256(secret, claims)
 	if err != nil {
 		return err

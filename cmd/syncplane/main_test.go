@@ -298,7 +298,7 @@ func TestServeDemo(t *testing.T) {
 func writeTenant(t *testing.T, root, id, extra string) string {
 	t.Helper()
 	dir := filepath.Join(root, id)
-	schema, err := os.ReadFile("../../core/tenant/demo/schema.prisma")
+	schema, err := os.ReadFile("../../core/tenant/testdata/kanban.prisma")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,7 +514,7 @@ func TestToken(t *testing.T) {
 		"env-key-unset": {
 			env:  e,
 			args: []string{"--tenant", "envkey", "--sub", "u1"},
-			want: "token: ROOT/envkey/tenant.yaml: environment variable ENVKEY_SECRET is not set",
+			want: "token: ROOT/envkey/tenant.yaml: auth: environment variable ENVKEY_SECRET is not set",
 		},
 		"demo-only-without-tenants-dir": {
 			env:  env{},

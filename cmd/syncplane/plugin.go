@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/syncplane/syncplane/core/pluginhost"
 	"github.com/syncplane/syncplane/core/tenant"
@@ -30,7 +29,7 @@ func pluginCmd(ctx context.Context, args []string, getenv func(string) string, s
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return pluginVerify(ctx, tenantsDir(*dir, getenv), *id, stdout)
+		return pluginVerify(ctx, tenantsDir(*dir, getenv), *id, getenv, stdout)
 	case "hash":
 		if len(args) != 2 {
 			return errors.New("plugin hash: want exactly one FILE")
@@ -63,7 +62,7 @@ func fileSHA256(path string) (string, error) {
 // pluginVerify checks a tenant's validator plugin the way the server will
 // run it: the file exists, its sha256 matches the manifest, and it
 // completes the handshake and answers Info.
-func pluginVerify(ctx context.Context, root, id string, stdout io.Writer) error {
+func pluginVerify(ctx context.Context, root, id string, getenv func(string) string, stdout io.Writer) error {
 	if root == "" || id == "" {
 		return errors.New("plugin verify: --tenant and --tenants (or SYNCPLANE_TENANTS_DIR) are required")
 	}
@@ -72,20 +71,15 @@ func pluginVerify(ctx context.Context, root, id string, stdout io.Writer) error 
 		return fmt.Errorf("plugin verify: %w", err)
 	}
 	for _, d := range dirs {
-		mpath := filepath.Join(d, tenant.ManifestFile)
-		src, err := os.ReadFile(mpath)
-		if err != nil {
-			return err
-		}
-		m, err := tenant.ParseManifest(mpath, src)
-		if err != nil || m.ID != id {
+		f, err := tenant.OpenFolder(d, getenv)
+		if err != nil || f.Manifest.ID != id {
 			continue
 		}
-		v := m.Validator
-		if v == nil {
+		mpath := f.Manifest.File()
+		cfg, err := f.ValidatorConfig()
+		if errors.Is(err, tenant.ErrNoValidator) {
 			return fmt.Errorf("plugin verify: tenant %s has no validator", id)
 		}
-		cfg, err := tenant.ValidatorConfig(d, m)
 		if err != nil {
 			return err
 		}
@@ -94,8 +88,8 @@ func pluginVerify(ctx context.Context, root, id string, stdout io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("plugin verify: %s: %w", mpath, err)
 		}
-		if sum != v.SHA256 {
-			return fmt.Errorf("plugin verify: %s: %s has sha256 %s, the manifest says %s", mpath, command, sum, v.SHA256)
+		if sum != cfg.SHA256 {
+			return fmt.Errorf("plugin verify: %s: %s has sha256 %s, the manifest says %s", mpath, command, sum, cfg.SHA256)
 		}
 		fmt.Fprintf(stdout, "ok file %s sha256 %s\n", command, sum)
 		host := pluginhost.New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))

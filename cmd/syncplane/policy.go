@@ -6,10 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 
 	"github.com/syncplane/syncplane/core/policy"
 	"github.com/syncplane/syncplane/core/tenant"
@@ -46,7 +42,7 @@ func policyCmd(_ context.Context, args []string, getenv func(string) string, std
 		if fs.NArg() > 0 {
 			return fmt.Errorf("policy check: unexpected arguments %q", fs.Args())
 		}
-		return policyCheck(tenantsDir(*tenants, getenv), stdout, stderr)
+		return policyCheck(tenantsDir(*tenants, getenv), getenv, stdout, stderr)
 	case "explain":
 		var q explainQuery
 		fs.StringVar(&q.tenant, "tenant", "", "tenant id")
@@ -61,7 +57,7 @@ func policyCmd(_ context.Context, args []string, getenv func(string) string, std
 		if fs.NArg() > 0 {
 			return fmt.Errorf("policy explain: unexpected arguments %q", fs.Args())
 		}
-		return policyExplain(tenantsDir(*tenants, getenv), q, stdout)
+		return policyExplain(tenantsDir(*tenants, getenv), getenv, q, stdout)
 	default:
 		fmt.Fprintln(stderr, policyUsage)
 		return fmt.Errorf("policy: unknown command %q", sub)
@@ -87,41 +83,28 @@ type tenantPolicy struct {
 	policy *policy.Enforcer
 }
 
-// loadTenantPolicy reads the manifest in dir and builds the tenant's
-// enforcer the way the server does: the policy path is relative to the
-// manifest and may not leave the tenant folder; no policy means the
-// built-in default. id is set whenever the manifest parses, even when the
-// policy is refused.
-func loadTenantPolicy(dir string) (tenantPolicy, error) {
-	mpath := filepath.Join(dir, tenant.ManifestFile)
-	src, err := os.ReadFile(mpath)
+// loadTenantPolicy reads the manifest and the policy of the tenant folder
+// dir as the server does (tenant.Folder.Policy): the policy path is
+// relative to the manifest and may not leave the tenant folder; no policy
+// means the built-in default. id is set whenever the manifest parses, even
+// when the policy is refused.
+func loadTenantPolicy(dir string, getenv func(string) string) (tenantPolicy, error) {
+	f, err := tenant.OpenFolder(dir, getenv)
 	if err != nil {
 		return tenantPolicy{}, err
 	}
-	m, err := tenant.ParseManifest(mpath, src)
-	if err != nil {
-		return tenantPolicy{}, err
+	tp := tenantPolicy{id: f.Manifest.ID, file: f.PolicyFile()}
+	if tp.file == "" {
+		tp.file = builtinSource
 	}
-	tp := tenantPolicy{id: m.ID, file: builtinSource}
-	if m.Policy == "" {
-		tp.policy = policy.Default()
-		return tp, nil
-	}
-	tp.file = filepath.Join(dir, m.Policy)
-	b, err := fs.ReadFile(os.DirFS(dir), path.Clean(filepath.ToSlash(m.Policy)))
-	if err != nil {
-		return tp, fmt.Errorf("%s: policy %s: %w", mpath, m.Policy, err)
-	}
-	if tp.policy, err = policy.New(b, tp.file); err != nil {
-		return tp, err
-	}
-	return tp, nil
+	tp.policy, err = f.Policy()
+	return tp, err
 }
 
 // policyCheck validates the policy of every tenant under dir, or the
 // built-in default when dir is "". It prints "ok <tenant> <file>" for every
 // good one and the errors (file:line: problem) of the others to stderr.
-func policyCheck(dir string, stdout, stderr io.Writer) error {
+func policyCheck(dir string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if dir == "" {
 		if _, err := policy.New(policies.DefaultPolicy(), builtinSource); err != nil {
 			fmt.Fprintln(stderr, err)
@@ -139,7 +122,7 @@ func policyCheck(dir string, stdout, stderr io.Writer) error {
 	}
 	failed := 0
 	for _, d := range dirs {
-		tp, err := loadTenantPolicy(d)
+		tp, err := loadTenantPolicy(d, getenv)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			failed++
@@ -160,7 +143,7 @@ type explainQuery struct {
 
 // policyExplain prints "allow" or "deny" and then the deciding lines of
 // the tenant's policy, one "file:line: text" each.
-func policyExplain(dir string, q explainQuery, stdout io.Writer) error {
+func policyExplain(dir string, getenv func(string) string, q explainQuery, stdout io.Writer) error {
 	for _, f := range []struct{ name, v string }{{"tenant", q.tenant}, {"sub", q.sub}, {"scope", q.scope}, {"model", q.model}, {"act", q.act}} {
 		if f.v == "" {
 			return fmt.Errorf("policy explain: --%s is required", f.name)
@@ -171,7 +154,10 @@ func policyExplain(dir string, q explainQuery, stdout io.Writer) error {
 		if q.tenant != "demo" {
 			return fmt.Errorf("policy explain: no tenants directory is configured, so the only tenant is %q", "demo")
 		}
-		e = policy.Default()
+		var err error
+		if e, err = tenant.DemoFolder(nil, getenv).Policy(); err != nil {
+			return fmt.Errorf("policy explain: %w", err)
+		}
 	} else {
 		dirs, err := tenant.Dirs(dir)
 		if err != nil {
@@ -179,7 +165,7 @@ func policyExplain(dir string, q explainQuery, stdout io.Writer) error {
 		}
 		var unreadable []error // folders whose manifest does not say its id
 		for _, d := range dirs {
-			tp, err := loadTenantPolicy(d)
+			tp, err := loadTenantPolicy(d, getenv)
 			if tp.id == "" && err != nil {
 				unreadable = append(unreadable, err)
 			}

@@ -12,11 +12,11 @@ import (
 
 // writePolicyTenant writes a tenant folder under root: a manifest with id and,
 // when policyPath is set, the policy file at that path (relative to the
-// folder) holding policyText. The schema is the demo tenant's.
+// folder) holding policyText. The schema is the demo tenant's, in one file.
 func writePolicyTenant(t *testing.T, root, folder, id, policyPath, policyText string) string {
 	t.Helper()
 	dir := filepath.Join(root, folder)
-	schema, err := os.ReadFile(filepath.Join("..", "..", "core", "tenant", "demo", "schema.prisma"))
+	schema, err := os.ReadFile(filepath.Join("..", "..", "core", "tenant", "testdata", "kanban.prisma"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,17 @@ type Manifest struct {
 	// manifest. Required.
 	Schema string `yaml:"schema"`
 	// RootModel is the root of the ownership DAG; a record's scope is the
-	// primary key of the root record it belongs to. Required.
+	// primary key of the root record it belongs to. Optional when the
+	// schema's prisma-idb generator block (provider "idb-client-generator")
+	// states rootModel; when both state it, they must agree. One of them
+	// must.
 	RootModel string `yaml:"rootModel"`
-	// Exclude lists models that are never synced (and get no table).
+	// Exclude lists models that are never synced (and get no table); each
+	// must exist. Default: the models the generator block leaves out (its
+	// exclude, or what its include does not match), or none. When stated
+	// it replaces the generator's list and must contain every model of
+	// it (it may add models the client has but this server must not
+	// sync). The Changelog model is never synced either way.
 	Exclude []string `yaml:"exclude"`
 	// Auth says how tokens are verified. One key source is required.
 	Auth Auth `yaml:"auth"`
@@ -256,9 +264,6 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 	}
 	if m.Schema == "" {
 		bad(`missing "schema" (a .prisma file or a folder of them)`)
-	}
-	if m.RootModel == "" {
-		bad(`missing "rootModel"`)
 	}
 	sources := 0
 	for _, s := range []string{m.Auth.HS256SecretEnv, m.Auth.HS256SecretFile, m.Auth.PublicKeyFile, m.Auth.JWKSFile} {

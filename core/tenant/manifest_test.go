@@ -89,10 +89,6 @@ func TestParseManifestErrors(t *testing.T) {
 			src:  "id: acme\nrootModel: User\nauth:\n  hs256SecretEnv: ACME_SECRET\n",
 			want: file + `:1:1: missing "schema" (a .prisma file or a folder of them)`,
 		},
-		"missing-root-model": {
-			src:  "id: acme\nschema: schema.prisma\nauth:\n  hs256SecretEnv: ACME_SECRET\n",
-			want: file + `:1:1: missing "rootModel"`,
-		},
 		"no-auth": {
 			src:  "id: acme\nschema: schema.prisma\nrootModel: User\n",
 			want: file + ":1:1: auth needs exactly one of hs256SecretEnv, hs256SecretFile, publicKeyFile, jwksFile",

@@ -33,7 +33,7 @@ func rlWriteTenant(t *testing.T, root, id, schemaSrc string) {
 
 func TestReload(t *testing.T) {
 	t.Parallel()
-	demo, err := os.ReadFile("demo/schema.prisma")
+	demo, err := os.ReadFile("testdata/kanban.prisma")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,11 +33,18 @@ import (
 // ManifestFile is the name of a tenant's manifest inside its folder.
 const ManifestFile = "tenant.yaml"
 
-//go:embed demo/tenant.yaml demo/schema.prisma
+// The demo's schema files only: whatever a generator run writes next to
+// them (its prisma-idb output folder) is not part of the tenant.
+//
+//go:embed demo/tenant.yaml demo/prisma/*.prisma demo/prisma/models/*.prisma
 var demoFS embed.FS
 
 // Tenant is a loaded, migrated tenant, ready to serve.
 type Tenant struct {
+	// Folder is the tenant folder it was loaded from; Manifest and Dir
+	// are its Manifest and Dir. Folder.Schema() also tells where the root
+	// model and exclude list came from.
+	Folder   *Folder
 	Manifest *Manifest
 	Dir      string
 	Schema   *schema.Schema
@@ -81,54 +88,37 @@ type Options struct {
 
 // Load loads the tenant in dir and migrates its storage.
 func Load(ctx context.Context, dir string, opt Options) (*Tenant, error) {
-	return load(ctx, os.DirFS(dir), dir, opt)
+	f, err := OpenFolder(dir, opt.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFolder(ctx, f, opt)
 }
 
 // LoadDemo loads the built-in demo tenant with the given HS256 secret.
 func LoadDemo(ctx context.Context, secret []byte, opt Options) (*Tenant, error) {
-	sub, _ := fs.Sub(demoFS, "demo")
-	opt.Secret = secret
-	return load(ctx, sub, "(built-in demo)", opt)
+	return LoadFolder(ctx, DemoFolder(secret, opt.Getenv), opt)
 }
 
-func load(ctx context.Context, fsys fs.FS, dir string, opt Options) (*Tenant, error) {
-	if opt.Getenv == nil {
-		opt.Getenv = os.Getenv
-	}
+// LoadFolder loads a tenant from its folder: every part of it (schema,
+// key material, policy, validator configuration), then migrates its
+// storage. opt.Getenv and opt.Secret are not used: the Folder has them.
+func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	mpath := filepath.Join(dir, ManifestFile)
-	src, err := fs.ReadFile(fsys, ManifestFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", mpath, err)
-	}
-	m, err := ParseManifest(mpath, src)
+	m := f.Manifest
+	t := &Tenant{Folder: f, Manifest: m, Dir: f.Dir}
+	fs, err := f.Schema()
 	if err != nil {
 		return nil, err
 	}
-	t := &Tenant{Manifest: m, Dir: dir}
-	if t.Schema, err = loadSchema(fsys, dir, rel(m.Schema)); err != nil {
+	t.Schema, t.Own = fs.Schema, fs.Own
+	if t.Verifier, err = f.Verifier(); err != nil {
 		return nil, err
 	}
-	if t.Own, err = schema.BuildOwnership(t.Schema, m.RootModel, m.Exclude); err != nil {
+	if t.Policy, err = f.Policy(); err != nil {
 		return nil, err
-	}
-	if err := checkRootFromToken(m, t.Own.Root); err != nil {
-		return nil, err
-	}
-	if t.Verifier, err = verifier(fsys, mpath, m, opt); err != nil {
-		return nil, err
-	}
-	t.Policy = policy.Default()
-	if m.Policy != "" {
-		b, err := fs.ReadFile(fsys, rel(m.Policy))
-		if err != nil {
-			return nil, fmt.Errorf("%s: policy: %w", mpath, err)
-		}
-		if t.Policy, err = policy.New(b, filepath.Join(dir, m.Policy)); err != nil {
-			return nil, err
-		}
 	}
 	if t.Store, err = opt.Store.Tenant(ctx, m.ID, t.Schema, t.Own); err != nil {
 		return nil, err
@@ -136,13 +126,13 @@ func load(ctx context.Context, fsys fs.FS, dir string, opt Options) (*Tenant, er
 	log := opt.Log.With("tenant", m.ID)
 	var validator push.Validator // stays a nil interface without a plugin
 	if m.Validator != nil {
-		if t.validator, t.reader, err = validatorHost(dir, m, opt, opt.Log); err != nil {
+		if t.validator, t.reader, err = validatorHost(f, opt, opt.Log); err != nil {
 			return nil, err
 		}
 		t.reader.set(reader{sch: t.Schema, own: t.Own, st: t.Store})
 		validator = t.validator
 	}
-	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log).WithRootFromToken(m.RootFromToken)
+	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log)
 	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax})
 	if opt.Live != nil {
 		hub := opt.Live.Tenant(m.ID)
@@ -161,39 +151,19 @@ func load(ctx context.Context, fsys fs.FS, dir string, opt Options) (*Tenant, er
 // running one of the tenant it replaces when the configuration is the same
 // (a policy change does not restart the plugin), else a new one, which
 // starts its process at the first push.
-func validatorHost(dir string, m *Manifest, opt Options, log *slog.Logger) (*pluginhost.Host, *readerRef, error) {
+func validatorHost(f *Folder, opt Options, log *slog.Logger) (*pluginhost.Host, *readerRef, error) {
+	m := f.Manifest
 	if opt.Previous != nil {
-		if old := opt.Previous.Get(m.ID); old != nil && old.validator != nil && old.Dir == dir && *old.Manifest.Validator == *m.Validator {
+		if old := opt.Previous.Get(m.ID); old != nil && old.validator != nil && old.Dir == f.Dir && *old.Manifest.Validator == *m.Validator {
 			return old.validator, old.reader, nil
 		}
 	}
-	cfg, err := ValidatorConfig(dir, m)
+	cfg, err := f.ValidatorConfig()
 	if err != nil {
 		return nil, nil, err
 	}
 	ref := &readerRef{}
 	return pluginhost.New(cfg, ref, log), ref, nil
-}
-
-// ValidatorConfig is the plugin host configuration of the validator of the
-// tenant m in folder dir (m.Validator must be set): the command made
-// absolute, the manifest's limits in the host's units.
-func ValidatorConfig(dir string, m *Manifest) (pluginhost.Config, error) {
-	v := m.Validator
-	command := v.Command
-	if !filepath.IsAbs(command) {
-		command = filepath.Join(dir, command)
-	}
-	command, err := filepath.Abs(command)
-	if err != nil {
-		return pluginhost.Config{}, fmt.Errorf("%s: validator: %w", filepath.Join(dir, ManifestFile), err)
-	}
-	return pluginhost.Config{
-		Tenant: m.ID, Command: command, SHA256: v.SHA256,
-		Timeout: time.Duration(v.Timeout), MaxConcurrent: v.MaxConcurrent,
-		MemoryBytes: uint64(v.MemoryMB) << 20, CPUSeconds: uint64(v.CPUSeconds),
-		IdleTimeout: time.Duration(v.IdleTimeout),
-	}, nil
 }
 
 // rel turns a manifest path ("schema.prisma", "./models/") into the form
@@ -208,109 +178,6 @@ func (p pushStore) Begin(ctx context.Context) (push.Tx, error) { return p.t.Begi
 func (p pushStore) Reads() push.Reads                          { return p.t }
 
 var _ push.Tx = (*store.Tx)(nil)
-
-func loadSchema(fsys fs.FS, dir, name string) (*schema.Schema, error) {
-	info, err := fs.Stat(fsys, name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: schema: %w", filepath.Join(dir, ManifestFile), err)
-	}
-	var files []schema.File
-	if info.IsDir() {
-		entries, err := fs.ReadDir(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			if !e.IsDir() && strings.HasSuffix(e.Name(), ".prisma") {
-				b, err := fs.ReadFile(fsys, name+"/"+e.Name())
-				if err != nil {
-					return nil, err
-				}
-				files = append(files, schema.File{Name: filepath.Join(dir, name, e.Name()), Src: b})
-			}
-		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("%s: schema folder %s holds no .prisma file", filepath.Join(dir, ManifestFile), name)
-		}
-	} else {
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, schema.File{Name: filepath.Join(dir, name), Src: b})
-	}
-	return schema.Parse(files...)
-}
-
-func verifier(fsys fs.FS, mpath string, m *Manifest, opt Options) (*auth.Verifier, error) {
-	a := m.Auth
-	cfg := auth.Config{Issuer: a.Issuer, Audience: a.Audience, RolesClaim: a.RolesClaim}
-	read := func(name string) ([]byte, error) {
-		b, err := fs.ReadFile(fsys, rel(name))
-		if err != nil {
-			return nil, fmt.Errorf("%s: auth: %w", mpath, err)
-		}
-		return b, nil
-	}
-	var err error
-	switch {
-	case opt.Secret != nil:
-		cfg.HS256Secret = opt.Secret
-	case a.HS256SecretEnv != "":
-		v := opt.Getenv(a.HS256SecretEnv)
-		if v == "" {
-			return nil, fmt.Errorf("%s: auth: environment variable %s is not set", mpath, a.HS256SecretEnv)
-		}
-		cfg.HS256Secret = []byte(v)
-	case a.HS256SecretFile != "":
-		var b []byte
-		b, err = read(a.HS256SecretFile)
-		cfg.HS256Secret = []byte(strings.TrimRight(string(b), "\r\n"))
-	case a.PublicKeyFile != "":
-		cfg.PublicKeyPEM, err = read(a.PublicKeyFile)
-	case a.JWKSFile != "":
-		cfg.JWKS, err = read(a.JWKSFile)
-	}
-	if err != nil {
-		return nil, err
-	}
-	v, err := auth.NewVerifier(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", mpath, err)
-	}
-	return v, nil
-}
-
-// SigningKey returns a tenant's manifest and the HS256 secret it verifies
-// tokens with, for `syncplane token`. When the manifest parses but gives no
-// usable secret (a public-key tenant, an unset variable, an unreadable
-// file), the manifest is returned with the error, so the caller can tell
-// which tenant cannot sign.
-func SigningKey(dir string, getenv func(string) string) (*Manifest, []byte, error) {
-	mpath := filepath.Join(dir, ManifestFile)
-	src, err := os.ReadFile(mpath)
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := ParseManifest(mpath, src)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch {
-	case m.Auth.HS256SecretEnv != "":
-		if v := getenv(m.Auth.HS256SecretEnv); v != "" {
-			return m, []byte(v), nil
-		}
-		return m, nil, fmt.Errorf("%s: environment variable %s is not set", mpath, m.Auth.HS256SecretEnv)
-	case m.Auth.HS256SecretFile != "":
-		b, err := os.ReadFile(filepath.Join(dir, m.Auth.HS256SecretFile))
-		if err != nil {
-			return m, nil, err
-		}
-		return m, []byte(strings.TrimRight(string(b), "\r\n")), nil
-	}
-	return m, nil, fmt.Errorf("%s: tenant %s verifies tokens with a public key; syncplane cannot sign them", mpath, m.ID)
-}
 
 // DemoKey returns the demo tenant's HS256 secret, kept in dataDir/demo.key
 // and generated on first use. It is safe to call from several goroutines
@@ -373,14 +240,7 @@ func readDemoKey(keyPath string) ([]byte, error) {
 }
 
 // DemoManifest is the built-in demo tenant's manifest.
-func DemoManifest() *Manifest {
-	src, _ := demoFS.ReadFile("demo/" + ManifestFile)
-	m, err := ParseManifest("demo/"+ManifestFile, src)
-	if err != nil {
-		panic("built-in demo manifest: " + err.Error()) // covered by a test
-	}
-	return m
-}
+func DemoManifest() *Manifest { return DemoFolder(nil, nil).Manifest }
 
 // Dirs lists the tenant folders of a tenants directory: its subfolders
 // that hold a manifest, sorted.

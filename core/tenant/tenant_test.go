@@ -24,15 +24,16 @@ import (
 	"github.com/syncplane/syncplane/core/auth"
 	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
 )
 
 const secret = "test-secret-0123456789abcdef0123456789" // ≥ 32 bytes
 
-// kanban is the demo schema: User ← Board ← Todo.
+// kanban is the demo schema in one file: User ← Board ← Todo.
 var kanban = func() string {
-	b, err := os.ReadFile("demo/schema.prisma")
+	b, err := os.ReadFile("testdata/kanban.prisma")
 	if err != nil {
 		panic(err)
 	}
@@ -296,7 +297,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		"empty-schema-folder": {
 			files: map[string]string{tenant.ManifestFile: strings.Replace(manifest("x", ""), "schema.prisma", "models", 1), "secret": secret, "models/README.md": "none"},
-			want:  "DIR/tenant.yaml: schema folder models holds no .prisma file",
+			want:  "DIR/tenant.yaml: schema: no .prisma files in DIR/models",
 		},
 		"unknown-root": {
 			files: map[string]string{tenant.ManifestFile: strings.Replace(manifest("x", ""), "User", "Account", 1), "secret": secret, "schema.prisma": kanban},
@@ -330,7 +331,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		"no-policy-file": {
 			files: map[string]string{tenant.ManifestFile: manifest("x", "policy: policy.csv\n"), "schema.prisma": kanban, "secret": secret},
-			want:  "DIR/tenant.yaml: policy: open policy.csv: no such file or directory",
+			want:  "DIR/tenant.yaml: policy policy.csv: open policy.csv: no such file or directory",
 		},
 	}
 	st := storetest.DB{Name: "sqlite"}.Open(t)
@@ -467,7 +468,8 @@ model User {
 func TestDemo(t *testing.T) {
 	t.Parallel()
 	m := tenant.DemoManifest()
-	if m.ID != "demo" || m.RootModel != "User" || m.Auth.HS256SecretEnv != "DEMO_JWT_SECRET" || m.Limits.PullPageMax != 500 {
+	if m.ID != "demo" || m.Schema != "prisma" || m.RootModel != "" || m.Auth.HS256SecretEnv != "DEMO_JWT_SECRET" || m.Limits.PullPageMax != 500 ||
+		m.RootFromToken["id"] != "sub" || len(m.AllowedOrigins) != 1 || m.AllowedOrigins[0] != "*" {
 		t.Errorf("DemoManifest = %+v", m)
 	}
 	forEachDB(t, func(t *testing.T, db storetest.DB) {
@@ -483,6 +485,22 @@ func TestDemo(t *testing.T) {
 		}
 		if tn.Manifest.ID != "demo" || !tn.Own.IsSynced("Todo") {
 			t.Errorf("demo tenant %+v", tn.Manifest)
+		}
+		// The prisma-idb app's layout: the root model comes from the
+		// generator block, Board and Todo from models/kanban.prisma, and
+		// the client's Changelog is not synced.
+		fs, err := tn.Folder.Schema()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.RootModel != "User" || tn.Own.Root.Name != "User" || len(fs.Exclude) != 0 {
+			t.Errorf("root %q, exclude %q", fs.RootModel, fs.Exclude)
+		}
+		if diff := cmp.Diff([]string{"User", "Board", "Todo"}, modelNames(tn.Own.Synced())); diff != "" {
+			t.Errorf("synced (-want +got):\n%s", diff)
+		}
+		if p := tn.Schema.Model("Todo").Pos.File; p != filepath.Join("(built-in demo)", "prisma", "models", "kanban.prisma") {
+			t.Errorf("Todo is declared in %s", p)
 		}
 		tok, err := auth.SignHS256(key, auth.SignClaims{Subject: "u1", TTL: time.Minute})
 		if err != nil {
@@ -504,7 +522,7 @@ func TestDemoFolderAsTenant(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	files := map[string]string{}
-	for _, name := range []string{tenant.ManifestFile, "schema.prisma"} {
+	for _, name := range []string{tenant.ManifestFile, "prisma/schema.prisma", "prisma/models/kanban.prisma"} {
 		b, err := os.ReadFile(filepath.Join("demo", name))
 		if err != nil {
 			t.Fatal(err)
@@ -627,7 +645,8 @@ func TestDemoKey(t *testing.T) {
 	})
 }
 
-func TestSigningKey(t *testing.T) {
+// Folder.SigningSecret is the key `syncplane token` signs with.
+func TestFolderSigningSecret(t *testing.T) {
 	t.Parallel()
 	head := "id: acme\nschema: schema.prisma\nrootModel: User\nauth:\n  issuer: https://acme.example\n  audience: syncplane\n"
 	tests := map[string]struct {
@@ -643,7 +662,7 @@ func TestSigningKey(t *testing.T) {
 		},
 		"env-unset": {
 			files:   map[string]string{tenant.ManifestFile: head + "  hs256SecretEnv: ACME_SECRET\n"},
-			wantErr: "DIR/tenant.yaml: environment variable ACME_SECRET is not set",
+			wantErr: "DIR/tenant.yaml: auth: environment variable ACME_SECRET is not set",
 		},
 		"file": {
 			files:   map[string]string{tenant.ManifestFile: head + "  hs256SecretFile: secret\n", "secret": secret + "\r\n"},
@@ -651,7 +670,7 @@ func TestSigningKey(t *testing.T) {
 		},
 		"file-missing": {
 			files:   map[string]string{tenant.ManifestFile: head + "  hs256SecretFile: secret\n"},
-			wantErr: "open DIR/secret: no such file or directory",
+			wantErr: "DIR/tenant.yaml: auth: open secret: no such file or directory",
 		},
 		"public-key": {
 			files:   map[string]string{tenant.ManifestFile: head + "  publicKeyFile: key.pem\n"},
@@ -661,13 +680,18 @@ func TestSigningKey(t *testing.T) {
 			files:   map[string]string{tenant.ManifestFile: head + "  jwksFile: jwks.json\n"},
 			wantErr: "DIR/tenant.yaml: tenant acme verifies tokens with a public key; syncplane cannot sign them",
 		},
+		// Like the server, syncplane token reads no key outside the folder.
+		"file-outside": {
+			files:   map[string]string{tenant.ManifestFile: head + "  hs256SecretFile: ../secret\n"},
+			wantErr: "DIR/tenant.yaml: auth: readfile ../secret: invalid argument",
+		},
 		"bad-manifest": {
 			files:   map[string]string{tenant.ManifestFile: head},
 			wantErr: "DIR/tenant.yaml:5:3: auth needs exactly one of hs256SecretEnv, hs256SecretFile, publicKeyFile, jwksFile",
 		},
 		"no-manifest": {
 			files:   map[string]string{},
-			wantErr: "open DIR/tenant.yaml: no such file or directory",
+			wantErr: "DIR/tenant.yaml: open tenant.yaml: no such file or directory",
 		},
 	}
 	for name, tc := range tests {
@@ -675,19 +699,22 @@ func TestSigningKey(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			writeFiles(t, dir, tc.files)
-			m, key, err := tenant.SigningKey(dir, func(k string) string { return tc.env[k] })
+			var key []byte
+			f, err := tenant.OpenFolder(dir, func(k string) string { return tc.env[k] })
+			if err == nil {
+				key, err = f.SigningSecret()
+			}
 			if tc.wantErr != "" {
 				if err == nil {
-					t.Fatalf("SigningKey = %q, want error %s", key, tc.wantErr)
+					t.Fatalf("SigningSecret = %q, want error %s", key, tc.wantErr)
 				}
 				if got := strings.ReplaceAll(err.Error(), dir, "DIR"); got != tc.wantErr {
 					t.Errorf("error:\n got %s\nwant %s", got, tc.wantErr)
 				}
-				// A manifest that parses comes back with the error, so that
-				// `syncplane token` can say why that tenant cannot sign.
-				parsed := !strings.Contains(name, "manifest")
-				if parsed && (m == nil || m.ID != "acme") || !parsed && m != nil {
-					t.Errorf("manifest with the error = %+v", m)
+				// A manifest that parses gives a Folder, so that `syncplane
+				// token` can say why that tenant cannot sign.
+				if parsed := !strings.Contains(name, "manifest"); parsed != (f != nil) {
+					t.Errorf("folder with the error = %+v", f)
 				}
 				if key != nil {
 					t.Errorf("key %q with the error", key)
@@ -700,7 +727,7 @@ func TestSigningKey(t *testing.T) {
 			if string(key) != tc.wantKey {
 				t.Errorf("key = %q, want %q", key, tc.wantKey)
 			}
-			if m.ID != "acme" || m.Auth.Issuer != "https://acme.example" || m.Auth.Audience != "syncplane" {
+			if m := f.Manifest; m.ID != "acme" || m.Auth.Issuer != "https://acme.example" || m.Auth.Audience != "syncplane" {
 				t.Errorf("manifest = %+v", m)
 			}
 		})
@@ -819,4 +846,12 @@ func TestRegistry(t *testing.T) {
 	if reg.Get("t01") != nil {
 		t.Error("removed tenant still there")
 	}
+}
+
+func modelNames(ms []*schema.Model) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
 }
