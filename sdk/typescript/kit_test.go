@@ -88,7 +88,9 @@ func killGroupOnCancel(cmd *exec.Cmd) {
 // package-lock.json, and `npm run build` plus `npm run check` (the type
 // test against prisma-idb's generated types) when dist/ does not match the
 // sources. Both results stay in the folder (git-ignored) for the next run; a
-// lock file keeps concurrent test binaries from building at once.
+// lock file keeps concurrent test binaries from building at once. Both stamps
+// live in node_modules, so that `npm pack` never ships one and a fresh
+// `npm ci` rebuilds dist/ too.
 func build(ctx context.Context) error {
 	lock, err := os.OpenFile(".build.lock", os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -103,11 +105,13 @@ func build(ctx context.Context) error {
 	steps := []struct {
 		stamp  string     // records the hash of inputs the steps last ran for
 		inputs []string   // files and directories the steps depend on
+		output string     // a file the steps make: missing, they run again
 		runs   [][]string // npm arguments
 	}{
-		{"node_modules/.syncplane-stamp", []string{"package.json", "package-lock.json", ".npmrc"}, [][]string{{"ci"}}},
-		{"dist/.syncplane-stamp", []string{"package.json", "package-lock.json", "tsconfig.json", "src", filepath.Join("test", "compat")},
-			[][]string{{"run", "build"}, {"run", "check"}}},
+		{"node_modules/.syncplane-stamp", []string{"package.json", "package-lock.json", ".npmrc"},
+			"node_modules/typescript/package.json", [][]string{{"ci"}}},
+		{"node_modules/.syncplane-build-stamp", []string{"package.json", "package-lock.json", "tsconfig.json", "src", filepath.Join("test", "compat")},
+			"dist/index.js", [][]string{{"run", "build"}, {"run", "check"}}},
 	}
 	for _, s := range steps {
 		sum, err := hashInputs(s.inputs)
@@ -115,7 +119,9 @@ func build(ctx context.Context) error {
 			return err
 		}
 		if old, err := os.ReadFile(s.stamp); err == nil && string(old) == sum {
-			continue
+			if _, err := os.Stat(s.output); err == nil {
+				continue
+			}
 		}
 		for _, args := range s.runs {
 			cmd := exec.CommandContext(ctx, "npm", args...)
