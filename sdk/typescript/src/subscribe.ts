@@ -118,7 +118,10 @@ export function subscribe(options: SubscribeOptions): Subscription {
     const token = await options.getToken({ forceRefresh });
     const res = await f(url, {
       method: "GET",
-      headers: { ...options.headers, Authorization: `Bearer ${token}`, Accept: "text/event-stream", "Cache-Control": "no-cache" },
+      // Only headers that syncplane's CORS preflight allows (Authorization)
+      // or that need none (Accept): a browser page on another origin
+      // must be able to open the stream.
+      headers: { ...options.headers, Authorization: `Bearer ${token}`, Accept: "text/event-stream" },
       signal: ac.signal,
     });
     if (res.status === 401) {

@@ -268,3 +268,21 @@ test("other non-2xx answers throw a SyncplaneError with the status and the serve
     (err) => err instanceof SyncplaneError && err.status === 404 && /unknown tenant/.test(err.serverMessage),
   );
 });
+
+test("a browser page on another origin may send the kit's requests (the demo allows any origin)", async (t) => {
+  const server = await startServer(t);
+  for (const [route, method, headers] of [
+    ["push", "POST", "authorization,content-type"],
+    ["pull", "POST", "authorization,content-type"],
+    ["events", "GET", "authorization"],
+  ]) {
+    const res = await fetch(`${server.url}/v1/tenants/demo/${route}`, {
+      method: "OPTIONS",
+      headers: { Origin: "https://app.example.com", "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers },
+    });
+    assert.ok(res.status >= 200 && res.status < 300, `${route}: preflight ${res.status}`);
+    assert.equal(res.headers.get("access-control-allow-origin"), "https://app.example.com", route);
+    const allowed = (res.headers.get("access-control-allow-headers") ?? "").toLowerCase();
+    for (const h of headers.split(",")) assert.ok(allowed.includes(h), `${route}: ${h} allowed (${allowed})`);
+  }
+});

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { SSEParser, localStorageCursor, memoryCursor, parseRetryAfter } from "../dist/index.js";
+import { SSEParser, createSyncplaneHandlers, localStorageCursor, memoryCursor, parseRetryAfter, subscribe } from "../dist/index.js";
 
 function parse(chunks) {
   const events = [];
@@ -89,4 +89,32 @@ test("localStorageCursor", async () => {
     if (saved) Object.defineProperty(globalThis, "localStorage", saved);
     else delete globalThis.localStorage;
   }
+});
+
+test("requests carry only headers a cross-origin page may send to syncplane", async () => {
+  // syncplane's CORS preflight allows Authorization, Content-Type,
+  // Last-Event-ID and X-Request-Id; Accept needs no preflight.
+  const allowed = new Set(["authorization", "content-type", "accept", "last-event-id", "x-request-id"]);
+  const sent = [];
+  const fakeFetch = async (url, init) => {
+    sent.push({ url, headers: Object.keys(init.headers).map((h) => h.toLowerCase()) });
+    if (url.endsWith("/events")) return new Response(": connected\n\n", { status: 200, headers: { "Content-Type": "text/event-stream" } });
+    if (url.endsWith("/push")) return Response.json(JSON.parse(init.body).events.map((e) => ({ id: e.id, appliedChangelogId: "1", error: null })));
+    return Response.json({ cursor: null, logsWithRecords: [] });
+  };
+  const conn = { baseUrl: "https://sync.example.com", tenant: "demo", getToken: () => "t", fetch: fakeFetch };
+  const h = createSyncplaneHandlers(conn);
+  await h.push.handler([{ id: "e1", entityType: "User", operation: "create", payload: {}, createdAt: new Date() }]);
+  await h.pull.handler();
+  let opened;
+  const openedP = new Promise((r) => (opened = r));
+  const sub = subscribe({ ...conn, onPoke: () => {}, onOpen: opened, minDelayMs: 10_000 });
+  await openedP;
+  sub.close();
+  await sub.closed;
+  assert.deepEqual(
+    sent.map((s) => new URL(s.url).pathname),
+    ["/v1/tenants/demo/push", "/v1/tenants/demo/pull", "/v1/tenants/demo/events"],
+  );
+  for (const s of sent) for (const h of s.headers) assert.ok(allowed.has(h), `${s.url} sends ${h}`);
 });
