@@ -34,7 +34,9 @@ var secrets = map[string]string{
 	"svc":     "svc-secret-0123456789abcdef012345678901",
 }
 
-const kanbanSchema = "../tenant/demo/schema.prisma"
+// kanbanSchema is the demo tenant's schema folder, as a prisma-idb app
+// keeps it (prisma/schema.prisma, prisma/models/*.prisma).
+const kanbanSchema = "../tenant/demo/prisma"
 
 // env is a running server over real HTTP with tenants on one database.
 type env struct {
@@ -55,13 +57,9 @@ func writeTenant(t testing.TB, root, id, extra string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.ReadFile(kanbanSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, os.WriteFile(filepath.Join(dir, "schema.prisma"), src, 0o644))
+	must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS(kanbanSchema)))
 	must(t, os.WriteFile(filepath.Join(dir, "secret"), []byte(secrets[id]+"\n"), 0o600))
-	manifest := fmt.Sprintf("id: %s\nschema: schema.prisma\nrootModel: User\nauth:\n  hs256SecretFile: secret\n  issuer: https://%s.example\n  audience: syncplane\n%s", id, id, extra)
+	manifest := fmt.Sprintf("id: %s\nschema: prisma\nauth:\n  hs256SecretFile: secret\n  issuer: https://%s.example\n  audience: syncplane\n%s", id, id, extra)
 	must(t, os.WriteFile(filepath.Join(dir, tenant.ManifestFile), []byte(manifest), 0o644))
 }
 

@@ -44,9 +44,6 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		ae = errorf(http.StatusBadRequest, be.Msg, be.Details...)
 	case errors.As(err, &re):
 		ae = errorf(http.StatusBadRequest, re.Msg)
-	case errors.Is(err, push.ErrMissingClaim):
-		c.Header("WWW-Authenticate", `Bearer realm="syncplane", error="invalid_token"`)
-		ae = errorf(http.StatusUnauthorized, err.Error())
 	case errors.Is(err, pull.ErrForbidden):
 		ae = errorf(http.StatusForbidden, err.Error())
 	case errors.Is(err, store.ErrUnavailable):

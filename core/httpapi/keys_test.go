@@ -37,16 +37,14 @@ func TestPublicKeyTenants(t *testing.T) {
 	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
 
 	root := t.TempDir()
-	schemaSrc, err := os.ReadFile(kanbanSchema)
-	must(t, err)
 	writeKeyTenant := func(id, authYAML string, files map[string][]byte) {
 		dir := filepath.Join(root, id)
 		must(t, os.MkdirAll(dir, 0o755))
-		must(t, os.WriteFile(filepath.Join(dir, "schema.prisma"), schemaSrc, 0o644))
+		must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS(kanbanSchema)))
 		for name, b := range files {
 			must(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 		}
-		must(t, os.WriteFile(filepath.Join(dir, tenant.ManifestFile), []byte("id: "+id+"\nschema: schema.prisma\nrootModel: User\nauth:\n"+authYAML), 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, tenant.ManifestFile), []byte("id: "+id+"\nschema: prisma\nauth:\n"+authYAML), 0o644))
 	}
 	pemOf := func(pub any) []byte {
 		der, err := x509.MarshalPKIXPublicKey(pub)

@@ -23,7 +23,7 @@ const ts = "2026-11-25T10:00:00.000Z"
 
 func kanban(t testing.TB) (*schema.Schema, *schema.Ownership) {
 	t.Helper()
-	sch, err := schema.Load("../tenant/demo/schema.prisma")
+	sch, err := schema.Load("../tenant/demo/prisma")
 	if err != nil {
 		t.Fatal(err)
 	}

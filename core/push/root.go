@@ -16,10 +16,9 @@ import (
 	"github.com/syncplane/syncplane/core/scope"
 )
 
-// ErrMissingClaim: the token lacks a claim that the tenant's rootFromToken
-// needs for a required field of the root record. The error's text names
-// the claim and the field.
-var ErrMissingClaim = errors.New("token lacks a claim for the root record")
+// errMissingClaim: the token lacks a claim that the tenant's
+// rootFromToken needs for a required field of the root record.
+var errMissingClaim = errors.New("token lacks a claim for the root record")
 
 // rootCacheSize and rootCacheTTL bound what a server process remembers of
 // the roots it has seen: a root deleted meanwhile is created again at its
@@ -59,30 +58,44 @@ func (s *Service) WithRootFromToken(fields map[string]string) *Service {
 // claims that change later are the app's to push. It does nothing when
 // the tenant has no rootFromToken.
 //
-// A token without a claim for a required field fails with
-// ErrMissingClaim; the root's creation refused by the policy or the
-// validator is logged, and the subject's pushes then meet MISSING_PARENT
-// as if nothing had been tried.
+// A token without a claim that a required field needs (or with claims
+// that do not make a valid record) creates nothing: the request goes on as
+// if the tenant had no rootFromToken, so a client that pushes its own root
+// still can. The same holds when the policy or the validator refuses the
+// creation. Both are logged; the subject's pushes then meet MISSING_PARENT
+// until its root exists.
 func (s *Service) EnsureRoot(ctx context.Context, subject string, roles map[string]string, claims map[string]any) error {
 	r := s.roots
 	if r == nil {
 		return nil
 	}
 	root := s.own.Root
-	payload, err := r.record(root, claims, s.now().UTC())
-	if err != nil {
-		return err
+	// The cache is keyed by the claims of the root's key, so that a root
+	// seen before costs no more than this lookup.
+	keyClaims := make([]any, len(root.PrimaryKey))
+	for i, f := range root.PrimaryKey {
+		keyClaims[i] = claims[r.fields[f]]
 	}
-	rec, err := root.Validate(payload)
-	if err != nil {
-		return fmt.Errorf("%w: the claims do not make a valid %s: %v", ErrMissingClaim, root.Name, err)
-	}
-	pk := root.Key(rec)
-	key := scope.KeyJSON(pk)
+	key := scope.KeyJSON(keyClaims)
 	if _, ok := r.seen.Get(key); ok {
 		return nil
 	}
-	_, err, _ = r.flight.Do(key, func() (any, error) {
+	payload, err := r.record(root, claims, s.now().UTC())
+	if err == nil {
+		var rec schema.Record
+		if rec, err = root.Validate(payload); err == nil {
+			return s.ensureRoot(ctx, subject, roles, key, root.Key(rec), payload)
+		}
+	}
+	s.log.Debug("no root record from the token", "subject", subject, "model", root.Name, "err", err)
+	return nil
+}
+
+// ensureRoot creates the root record with primary key pk (JSON payload)
+// unless it exists, and remembers it under key.
+func (s *Service) ensureRoot(ctx context.Context, subject string, roles map[string]string, key string, pk []any, payload json.RawMessage) error {
+	r, root := s.roots, s.own.Root
+	_, err, _ := r.flight.Do(key, func() (any, error) {
 		found, err := s.store.Reads().Load(ctx, root.Name, root.PrimaryKey, [][]any{pk})
 		if err != nil {
 			return nil, err
@@ -117,7 +130,7 @@ func (r *roots) record(m *schema.Model, claims map[string]any, now time.Time) (j
 				obj[f.Name] = v
 				continue
 			case !f.Optional && f.Default == nil && !f.UpdatedAt:
-				return nil, fmt.Errorf("%w: claim %q (rootFromToken maps it to %s.%s)", ErrMissingClaim, claim, m.Name, f.Name)
+				return nil, fmt.Errorf("%w: claim %q (rootFromToken maps it to %s.%s)", errMissingClaim, claim, m.Name, f.Name)
 			}
 		}
 		obj[f.Name] = fieldDefault(f, now)

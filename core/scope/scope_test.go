@@ -241,7 +241,7 @@ func TestKeyJSON(t *testing.T) {
 // todos t0..t99 (todo j on board j%10).
 func kanbanStore(t testing.TB) (*schema.Schema, *schema.Ownership, *memLoader) {
 	t.Helper()
-	sch, err := schema.Load("../tenant/demo/schema.prisma")
+	sch, err := schema.Load("../tenant/demo/prisma")
 	if err != nil {
 		t.Fatal(err)
 	}

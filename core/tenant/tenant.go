@@ -132,7 +132,7 @@ func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 		t.reader.set(reader{sch: t.Schema, own: t.Own, st: t.Store})
 		validator = t.validator
 	}
-	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log)
+	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log).WithRootFromToken(m.RootFromToken)
 	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax})
 	if opt.Live != nil {
 		hub := opt.Live.Tenant(m.ID)

@@ -1,5 +1,5 @@
 // Command kanban-rules is an example syncplane validator plugin for the
-// kanban tenant (core/tenant/demo/schema.prisma):
+// kanban tenant (core/tenant/demo/prisma):
 //
 //   - a board's name is not empty and is unique among its user's boards
 //     (checked against committed boards through the host's read service,

@@ -7,7 +7,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
 # CGO_ENABLED=0: the plugin runs under an address-space limit that cgo's
 # 8 MB thread stacks do not fit.
-cp core/tenant/demo/schema.prisma "$here/tenant/schema.prisma"
+rm -rf "$here/tenant/prisma" && cp -r core/tenant/demo/prisma "$here/tenant/prisma"
 CGO_ENABLED=0 go build -o "$here/tenant/kanban-rules" ./plugins/kanban-rules
 sum=$(go run ./cmd/syncplane plugin hash "$here/tenant/kanban-rules" | tail -n 1)
 sed -i "s/^  sha256: .*/  sha256: $sum/" "$here/tenant/tenant.yaml"
