@@ -1,5 +1,6 @@
 export { createSyncplaneHandlers, type SyncplaneHandlers, type SyncplaneHandlersOptions } from "./handlers.js";
 export { subscribe, type Poke, type SubscribeOptions, type Subscription } from "./subscribe.js";
+export { syncWhenIdle, type SyncWorkerLike } from "./worker.js";
 export { localStorageCursor, memoryCursor, type StorageLike } from "./cursor.js";
 export { SyncplaneError, parseRetryAfter, type SyncplaneErrorInit } from "./errors.js";
 export { SSEParser, type ServerSentEvent } from "./sse.js";

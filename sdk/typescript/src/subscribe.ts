@@ -12,15 +12,15 @@ export interface Poke {
 /** What {@link subscribe} is told. */
 export interface SubscribeOptions extends ConnectionOptions {
   /**
-   * Called for each poke; typically `() => worker.syncNow()`. While the
-   * promise it returns is pending, further pokes are coalesced into one
-   * more call (with the latest poke) once it settles.
+   * Called for each poke; typically `syncWhenIdle(worker)`. While the
+   * promise it (or onOpen) returned is pending, further pokes are coalesced
+   * into one more call (with the latest poke) once it settles.
    */
   onPoke: (poke: Poke) => unknown;
   /**
    * Called each time the stream is (re)connected. Commits made while no
    * stream was open are not poked, so sync here too (typically
-   * `() => worker.syncNow()`).
+   * `syncWhenIdle(worker)`). It runs one at a time with onPoke.
    */
   onOpen?: (info: { reconnected: boolean }) => unknown;
   /**
@@ -78,29 +78,30 @@ export function subscribe(options: SubscribeOptions): Subscription {
     }
   };
 
-  // onPoke with single flight: pokes that come while a call is pending
-  // become one more call with the latest poke.
+  // onPoke and onOpen run one at a time: what comes while a call is
+  // pending becomes one more call (the latest) once it settles.
   let running = false;
-  let pending: Poke | undefined;
-  const deliver = (p: Poke) => {
+  let pending: (() => unknown) | undefined;
+  const run = (call: () => unknown) => {
     if (running) {
-      pending = p;
+      pending = call;
       return;
     }
     running = true;
     void (async () => {
       try {
-        await options.onPoke(p);
+        await call();
       } catch (err) {
         report(err);
       } finally {
         running = false;
         const next = pending;
         pending = undefined;
-        if (next && !stop.signal.aborted) deliver(next);
+        if (next && !stop.signal.aborted) run(next);
       }
     })();
   };
+  const deliver = (p: Poke) => run(() => options.onPoke(p));
 
   const close = () => {
     stop.abort();
@@ -140,11 +141,8 @@ export function subscribe(options: SubscribeOptions): Subscription {
     connected = true;
     openedThisTry = true;
     try {
-      try {
-        await options.onOpen?.({ reconnected: opened });
-      } catch (err) {
-        report(err);
-      }
+      const onOpen = options.onOpen;
+      if (onOpen) run(() => onOpen({ reconnected: opened }));
       const parser = new SSEParser((e) => {
         if (e.event !== "poke") return;
         let poke: Poke;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { SSEParser, createSyncplaneHandlers, localStorageCursor, memoryCursor, parseRetryAfter, subscribe } from "../dist/index.js";
+import { SSEParser, createSyncplaneHandlers, localStorageCursor, memoryCursor, parseRetryAfter, subscribe, syncWhenIdle } from "../dist/index.js";
 
 function parse(chunks) {
   const events = [];
@@ -117,4 +117,39 @@ test("requests carry only headers a cross-origin page may send to syncplane", as
     ["/v1/tenants/demo/push", "/v1/tenants/demo/pull", "/v1/tenants/demo/events"],
   );
   for (const s of sent) for (const h of s.headers) assert.ok(allowed.has(h), `${s.url} sends ${h}`);
+});
+
+test("syncWhenIdle waits for a sync in progress, then syncs once", async () => {
+  // A stand-in for prisma-idb's SyncWorker: status plus statuschange events.
+  const target = new EventTarget();
+  const worker = {
+    status: { status: "PULLING" },
+    syncs: 0,
+    async syncNow() {
+      this.syncs++;
+    },
+    on(event, cb) {
+      target.addEventListener(event, cb);
+      return () => target.removeEventListener(event, cb);
+    },
+    set(status) {
+      this.status = { status };
+      target.dispatchEvent(new CustomEvent("statuschange", { detail: { status } }));
+    },
+  };
+  const sync = syncWhenIdle(worker);
+  const p = sync();
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(worker.syncs, 0, "no syncNow while the worker pulls");
+  worker.set("IDLE");
+  await p;
+  assert.equal(worker.syncs, 1);
+  await sync(); // idle: at once
+  assert.equal(worker.syncs, 2);
+
+  worker.set("PUSHING");
+  const start = Date.now();
+  await syncWhenIdle(worker, 50)(); // bounded wait
+  assert.ok(Date.now() - start >= 45);
+  assert.equal(worker.syncs, 3);
 });

@@ -6,6 +6,7 @@ import {
   localStorageCursor,
   memoryCursor,
   subscribe,
+  syncWhenIdle,
   type CursorStore,
   type PushResult as KitPushResult,
 } from "../../dist/index.js";
@@ -47,7 +48,7 @@ const sub = subscribe({
   tenant: "demo",
   getToken,
   onPoke: () => worker.syncNow(),
-  onOpen: () => worker.syncNow(),
+  onOpen: syncWhenIdle(worker),
 });
 sub.close();
 

@@ -95,11 +95,41 @@ export type CreateSyncWorkerOptions = {
   };
 };
 
+export type ApplyPullResult = {
+  validationErrors: { model: string; error: unknown }[];
+  missingRecords: number;
+  staleRecords: number;
+  totalAppliedRecords: number;
+};
+
+export interface SyncWorkerStatus {
+  isLooping: boolean;
+  status: "STOPPED" | "IDLE" | "PUSHING" | "PULLING";
+  lastSyncTime: Date | null;
+  lastError: Error | null;
+}
+
 export interface SyncWorker {
   start(): void;
   stop(): void;
   forceSync(options?: { overrideBackoff?: boolean }): Promise<void>;
   syncNow(options?: { overrideBackoff?: boolean }): Promise<void>;
+  readonly status: SyncWorkerStatus;
+  on<E extends "statuschange" | "pullcompleted" | "pushcompleted">(
+    event: E,
+    callback: (
+      e: E extends "statuschange"
+        ? CustomEvent<{
+            status: "STOPPED" | "IDLE" | "PUSHING" | "PULLING";
+            isLooping: boolean;
+            lastSyncTime: Date | null;
+            lastError: Error | null;
+          }>
+        : E extends "pullcompleted"
+          ? CustomEvent<ApplyPullResult>
+          : CustomEvent<{ results: PushResult[] }>
+    ) => void
+  ): () => void;
 }
 
 export declare class PrismaIDBClient {
