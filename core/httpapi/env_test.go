@@ -32,6 +32,7 @@ var secrets = map[string]string{
 	"limited": "limited-secret-0123456789abcdef012345",
 	"signin":  "signin-secret-0123456789abcdef0123456",
 	"svc":     "svc-secret-0123456789abcdef012345678901",
+	"pidb":    "pidb-secret-0123456789abcdef01234567890",
 }
 
 // kanbanSchema is the demo tenant's schema folder, as a prisma-idb app

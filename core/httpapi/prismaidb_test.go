@@ -354,3 +354,33 @@ func TestServiceSubjectCreatesRoots(t *testing.T) {
 		}
 	})
 }
+
+// TestAppSchemaFolderAsIs: the kanban example keeps its schema as a folder
+// with a subfolder, states rootModel and exclude in its prisma-idb
+// generator block, and carries the Changelog model and ChangeOperation
+// enum the generator requires (plus an auth library's Session, Account and
+// Verification, excluded). A tenant whose manifest names only that folder
+// loads and syncs; the bookkeeping and excluded models are not synced.
+func TestAppSchemaFolderAsIs(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		e := newEnv(t, db)
+		dir := filepath.Join(e.dir, "pidb")
+		must(t, os.MkdirAll(dir, 0o755))
+		must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS("../schema/testdata/pidb-kanban")))
+		must(t, os.WriteFile(filepath.Join(dir, "secret"), []byte(secrets["pidb"]+"\n"), 0o600))
+		must(t, os.WriteFile(filepath.Join(dir, "tenant.yaml"), []byte("id: pidb\nschema: prisma\nauth:\n  hs256SecretFile: secret\n  issuer: https://pidb.example\n  audience: syncplane\n"), 0o644))
+		url := e.start(t)
+		ok(t, pushTo(t, url, "pidb", "ann", ev("", "User", "create", user("ann")), ev("", "Board", "create", board("ann-b", "ann", "b")),
+			ev("", "Todo", "create", todo("ann-t", "ann-b", "t"))))
+		for _, m := range []string{"Changelog", "Session", "Account", "Verification"} {
+			res := pushTo(t, url, "pidb", "ann", ev("", m, "create", map[string]any{"id": "x"}))
+			if errType(res[0]) != push.InvalidModel {
+				t.Errorf("push of a %s: %+v, want INVALID_MODEL", m, res[0].Error)
+			}
+		}
+		if n := len(pullFrom(t, url, "pidb", "ann", map[string]any{}).LogsWithRecords); n != 3 {
+			t.Errorf("pull: %d entries, want 3", n)
+		}
+	})
+}
