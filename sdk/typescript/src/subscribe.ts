@@ -69,6 +69,7 @@ export function subscribe(options: SubscribeOptions): Subscription {
   let current: AbortController | undefined;
   let connected = false;
   let openedThisTry = false;
+  let lastUnauthorized: SyncplaneError | undefined;
 
   const report = (err: unknown, retryInMs?: number) => {
     try {
@@ -126,7 +127,7 @@ export function subscribe(options: SubscribeOptions): Subscription {
       signal: ac.signal,
     });
     if (res.status === 401) {
-      await res.body?.cancel().catch(() => {});
+      lastUnauthorized = errorOf("events", { status: 401, headers: res.headers, text: await res.text().catch(() => "") });
       return "unauthorized";
     }
     if (res.status < 200 || res.status > 299) {
@@ -196,7 +197,7 @@ export function subscribe(options: SubscribeOptions): Subscription {
             forceRefresh = true; // refresh the token once and reconnect at once
             continue;
           }
-          err = new SyncplaneError({ operation: "events", status: 401, message: "unauthorized after refreshing the token" });
+          err = lastUnauthorized ?? new SyncplaneError({ operation: "events", status: 401, message: "unauthorized" });
           forceRefresh = false;
         } else {
           forceRefresh = false;

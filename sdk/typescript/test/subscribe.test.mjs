@@ -106,6 +106,7 @@ test("a token that stays bad: reported, retried with backoff, close() ends it", 
   });
   await waitFor(() => rec.errors.length >= 2, { what: "two failed tries" });
   assert.equal(rec.errors[0].status, 401);
+  assert.match(rec.errors[0].serverMessage, /invalid token/, "the server's reason");
   assert.deepEqual(asked.slice(0, 4), [false, true, false, true], "one refresh per try");
   ac.abort(); // the signal closes it too
   await sub.closed;
