@@ -33,13 +33,17 @@ func TestKit(t *testing.T) {
 			t.Skipf("%s not found: the TypeScript kit's tests need Node.js 20+ and npm (set SYNCPLANE_TEST_REQUIRE_NODE=1 to fail instead)", tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
-	defer cancel()
-
-	bin := buildServer(t, ctx)
-	if err := build(ctx); err != nil {
+	// Compiling the server and installing npm packages on a cold cache may
+	// take minutes on a loaded machine; the node tests themselves take
+	// seconds and get a budget of their own.
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancelBuild()
+	bin := buildServer(t, buildCtx)
+	if err := build(buildCtx); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
 	files, err := filepath.Glob(filepath.Join("test", "*.test.mjs"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no test/*.test.mjs files (%v)", err)
@@ -68,7 +72,11 @@ func buildServer(t *testing.T, ctx context.Context) string {
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	bin := filepath.Join(t.TempDir(), "syncplane")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/syncplane")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/syncplane")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/syncplane: %v\n%s", err, out)
