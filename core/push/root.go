@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/syncplane/syncplane/core/changelog"
@@ -33,8 +33,9 @@ const (
 // on its own server, and whose client never pushes its root record, can
 // sync against syncplane unchanged.
 type roots struct {
-	fields map[string]string // root field → claim
-	seen   *expirable.LRU[string, struct{}]
+	fields map[string]string             // root field → claim
+	seen   *lru.Cache[string, time.Time] // root key → when to look again
+
 	flight singleflight.Group
 }
 
@@ -46,7 +47,13 @@ func (s *Service) WithRootFromToken(fields map[string]string) *Service {
 		s.roots = nil
 		return s
 	}
-	s.roots = &roots{fields: fields, seen: expirable.NewLRU[string, struct{}](rootCacheSize, nil, rootCacheTTL)}
+	// A plain LRU with the expiry as its value: expirable.LRU would start a
+	// goroutine per cache that never ends, one per tenant reload.
+	seen, err := lru.New[string, time.Time](rootCacheSize)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	s.roots = &roots{fields: fields, seen: seen}
 	return s
 }
 
@@ -77,7 +84,7 @@ func (s *Service) EnsureRoot(ctx context.Context, subject string, roles map[stri
 		keyClaims[i] = claims[r.fields[f]]
 	}
 	key := scope.KeyJSON(keyClaims)
-	if _, ok := r.seen.Get(key); ok {
+	if until, ok := r.seen.Get(key); ok && s.now().Before(until) {
 		return nil
 	}
 	payload, err := r.record(root, claims, s.now().UTC())
@@ -101,7 +108,7 @@ func (s *Service) ensureRoot(ctx context.Context, subject string, roles map[stri
 			return nil, err
 		}
 		if len(found) > 0 {
-			r.seen.Add(key, struct{}{})
+			r.seen.Add(key, s.now().Add(rootCacheTTL))
 			return nil, nil
 		}
 		ev := Event{ID: "syncplane-root-" + uuid.Must(uuid.NewV7()).String(), EntityType: root.Name,
@@ -113,7 +120,7 @@ func (s *Service) ensureRoot(ctx context.Context, subject string, roles map[stri
 		if e := res[0].Error; e != nil {
 			s.log.Warn("root record from the token refused", "subject", subject, "model", root.Name, "type", e.Type, "message", e.Message)
 		}
-		r.seen.Add(key, struct{}{})
+		r.seen.Add(key, s.now().Add(rootCacheTTL))
 		return nil, nil
 	})
 	return err
