@@ -5,7 +5,7 @@
 // client and "#kit" the kit; build.mjs resolves both.
 
 import { PrismaIDBClient } from "#gen/client/prisma-idb-client";
-import { createSyncplaneHandlers, localStorageCursor, subscribe } from "#kit";
+import { createSyncplaneHandlers, localStorageCursor, subscribe, syncWhenIdle } from "#kit";
 
 type Model = "User" | "Board" | "Todo";
 const MODELS: Model[] = ["User", "Board", "Todo"];
@@ -27,54 +27,112 @@ interface Cycle {
 let client: PrismaIDBClient;
 let worker: ReturnType<PrismaIDBClient["createSyncWorker"]>;
 let live: { close(): void } | undefined;
-let current: Cycle | undefined;
-const cycles: Cycle[] = [];
+let current: (Cycle & { lastErrorAtStart: unknown }) | undefined;
+let pendingReason: string | undefined;
+const cycles: (Cycle & { done?: Promise<unknown> })[] = [];
 const pokes: { at: number; scopeKey: string; changelogId: string }[] = [];
 const liveErrors: string[] = [];
 let liveOpens = 0;
-let chain: Promise<unknown> = Promise.resolve();
 
 const msg = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+const busy = (s: string) => s === "PUSHING" || s === "PULLING";
 
 function json(v: unknown): any {
   return JSON.parse(JSON.stringify(v ?? null));
 }
 
-// runSync runs one worker cycle after the ones already queued: explicit
-// syncs of the test and syncs triggered by pokes never overlap (the worker's
-// syncNow returns at once, doing nothing, while a cycle runs).
-function runSync(reason: string): Promise<Cycle> {
-  const p = chain.then(async () => {
-    const c: Cycle = { reason, start: Date.now(), pushed: 0, pushResults: [], pullPages: 0, pulled: false, errors: [] };
-    current = c;
-    cycles.push(c);
-    const offPull = worker.on("pullcompleted", (e: any) => {
-      c.pulled = true;
-      const d = e.detail;
-      c.pullStats = {
-        applied: d.totalAppliedRecords,
-        missing: d.missingRecords,
-        stale: d.staleRecords,
-        validationErrors: d.validationErrors.map((v: any) => `${v.model}: ${msg(v.error)}`),
-      };
+// Every sync cycle of the worker is recorded, whoever started it (the test,
+// or the kit's live subscription through syncWhenIdle): it begins when the
+// worker's status turns PUSHING or PULLING and ends when it turns IDLE or
+// STOPPED.
+function trackCycles() {
+  worker.on("statuschange", (e: any) => {
+    const { status, lastError } = e.detail;
+    if (busy(status)) {
+      if (!current) {
+        current = { reason: pendingReason ?? "live", start: Date.now(), pushed: 0, pushResults: [], pullPages: 0, pulled: false, errors: [], lastErrorAtStart: lastError };
+        pendingReason = undefined;
+        cycles.push(current);
+      } else if (lastError && lastError !== current.lastErrorAtStart && current.errors.length === 0) {
+        current.errors.push(`worker: ${msg(lastError)}`);
+      }
+      return;
+    }
+    const c = current;
+    if (!c) return;
+    current = undefined;
+    c.end = Date.now();
+    (c as any).done = client.$outbox.hasAnyRetryableUnsynced().then((v) => (c.retryableLeft = v));
+  });
+  worker.on("pullcompleted", (e: any) => {
+    const c = current;
+    if (!c) return;
+    c.pulled = true;
+    const d = e.detail;
+    c.pullStats = {
+      applied: d.totalAppliedRecords,
+      missing: d.missingRecords,
+      stale: d.staleRecords,
+      validationErrors: d.validationErrors.map((v: any) => `${v.model}: ${msg(v.error)}`),
+    };
+  });
+}
+
+function whenIdle(): Promise<void> {
+  return new Promise((resolve) => {
+    const off = worker.on("statuschange", (e: any) => {
+      if (!busy(e.detail.status)) {
+        off();
+        resolve();
+      }
     });
-    const errBefore = worker.status.lastError;
+    if (!busy(worker.status.status)) {
+      off();
+      resolve();
+    }
+  });
+}
+
+function strip(c: any): Cycle {
+  const { lastErrorAtStart, done, ...rest } = c;
+  return json(rest);
+}
+
+// runSync runs one sync cycle for the test: it waits until no cycle is in
+// progress (prisma-idb's syncNow() returns at once, doing nothing, while
+// one is) and calls syncNow(); when a live sync slipped in first, it tries
+// again. The answer merges the cycles that started after the call (so a
+// cycle the live subscription started meanwhile counts too).
+async function runSync(reason: string): Promise<Cycle> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await whenIdle();
+    const mark = cycles.length;
+    pendingReason = reason;
     try {
       await worker.syncNow();
     } catch (e) {
-      c.errors.push(`syncNow: ${msg(e)}`);
-    } finally {
-      offPull();
-      current = undefined;
+      cycles.at(-1)?.errors.push(`syncNow: ${msg(e)}`);
     }
-    const errAfter = worker.status.lastError;
-    if (errAfter && errAfter !== errBefore && c.errors.length === 0) c.errors.push(`worker: ${msg(errAfter)}`);
-    c.retryableLeft = await client.$outbox.hasAnyRetryableUnsynced();
-    c.end = Date.now();
-    return c;
-  });
-  chain = p.catch(() => undefined);
-  return p;
+    if (pendingReason === reason) pendingReason = undefined;
+    if (cycles.length === mark) continue;
+    await whenIdle();
+    const mine = cycles.slice(mark);
+    await Promise.all(mine.map((c) => c.done));
+    const last = mine.at(-1)!;
+    return {
+      reason,
+      start: mine[0]!.start,
+      end: last.end,
+      pushed: mine.reduce((n, c) => n + c.pushed, 0),
+      pushResults: mine.flatMap((c) => c.pushResults),
+      pullPages: mine.reduce((n, c) => n + c.pullPages, 0),
+      pulled: last.pulled,
+      pullStats: last.pullStats,
+      errors: mine.flatMap((c) => c.errors),
+      retryableLeft: last.retryableLeft,
+    };
+  }
+  throw new Error("runSync: no sync cycle started after 50 tries");
 }
 
 async function readState(): Promise<Record<Model, any[]>> {
@@ -131,7 +189,11 @@ const api = {
       // back online retries its failed events within the test.
       schedule: { intervalMs: 60_000, backoffMs: o.backoffMs ?? 300 },
     });
+    trackCycles();
     if (o.live) {
+      // The kit's wiring (sdk/typescript/README.md): every poke, and every
+      // (re)connect, runs syncNow() once the worker is idle.
+      const sync = syncWhenIdle(worker as any);
       live = subscribe({
         baseUrl: o.baseUrl,
         tenant: o.tenant,
@@ -140,11 +202,11 @@ const api = {
         maxDelayMs: 1000,
         onPoke: (p: any) => {
           pokes.push({ at: Date.now(), scopeKey: p.scopeKey, changelogId: p.changelogId });
-          return runSync("poke");
+          return sync();
         },
         onOpen: () => {
           liveOpens++;
-          return runSync("live-open");
+          return sync();
         },
         onError: (e: unknown) => {
           liveErrors.push(msg(e));
@@ -164,12 +226,21 @@ const api = {
     const existing = await client.user.findUnique({ where: { id: user.id } });
     if (existing) return json(existing);
     const now = new Date();
-    return json(
-      await client.user.create(
-        { data: { ...user, emailVerified: false, image: null, createdAt: now, updatedAt: now, isAnonymous: null } },
-        { addToOutbox: false },
-      ),
-    );
+    try {
+      return json(
+        await client.user.create(
+          { data: { ...user, emailVerified: false, image: null, createdAt: now, updatedAt: now, isAnonymous: null } },
+          { addToOutbox: false },
+        ),
+      );
+    } catch (e) {
+      // The live subscription's first sync may have pulled the User (the
+      // server made it from the token) between the lookup and the create;
+      // the kanban app then finds it at its next check.
+      const pulled = await client.user.findUnique({ where: { id: user.id } });
+      if (pulled) return json(pulled);
+      throw e;
+    }
   },
 
   async create(model: Model, data: any, opts?: { addToOutbox?: boolean }) {
@@ -234,10 +305,11 @@ const api = {
     return out;
   },
   async idle() {
-    await chain;
+    await whenIdle();
+    await Promise.all(cycles.map((c) => c.done));
   },
   cycles(since = 0) {
-    return json(cycles.slice(since));
+    return cycles.slice(since).map(strip);
   },
   cycleCount() {
     return cycles.length;

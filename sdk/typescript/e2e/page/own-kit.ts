@@ -125,3 +125,23 @@ export function subscribe(o: SubscribeOptions): { close: () => void; readonly co
     },
   };
 }
+
+// syncWhenIdle: syncNow() once the worker has no cycle in progress.
+export function syncWhenIdle(worker: any): () => Promise<void> {
+  const busy = (s: string) => s === "PUSHING" || s === "PULLING";
+  return async () => {
+    await new Promise<void>((resolve) => {
+      const off = worker.on("statuschange", (e: any) => {
+        if (!busy(e.detail?.status)) {
+          off();
+          resolve();
+        }
+      });
+      if (!busy(worker.status.status)) {
+        off();
+        resolve();
+      }
+    });
+    await worker.syncNow();
+  };
+}
