@@ -221,7 +221,7 @@ async function device(name, user, { live = true } = {}) {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
   page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") consoleLog.push(`[${currentScenario?.id}/${name}] ${m.type()}: ${m.text()}`.slice(0, 600));
+    if (m.type() === "error" || m.type() === "warning") consoleLog.push(`[${currentScenario?.id}/${name}] ${m.type()}: ${m.text().split("\n")[0]}`.slice(0, 400));
   });
   page.on("pageerror", (e) => consoleLog.push(`[${currentScenario?.id}/${name}] pageerror: ${e.message}`.slice(0, 600)));
   await page.goto(PAGE_URL);
@@ -860,7 +860,10 @@ async function main() {
   console.log(`took ${((Date.now() - t0) / 1000).toFixed(1)} s; work dir ${WORK}`);
   if (fails > 0) {
     if (consoleLog.length) console.log(`--- browser console (last 30 errors/warnings) ---\n${consoleLog.slice(-30).join("\n")}`);
-    if (serverLog) console.log(`--- syncplane log (tail) ---\n${serverLog.split("\n").slice(-40).join("\n")}`);
+    const serious = fs.existsSync(path.join(WORK, "server.log"))
+      ? fs.readFileSync(path.join(WORK, "server.log"), "utf8").split("\n").filter((l) => /"level":"(WARN|ERROR)"/.test(l))
+      : [];
+    if (serious.length) console.log(`--- syncplane log, WARN and ERROR lines (last 20 of ${serious.length}) ---\n${serious.slice(-20).map((l) => l.slice(0, 600)).join("\n")}`);
   }
   await browser?.close().catch(() => {});
   staticServer?.close();

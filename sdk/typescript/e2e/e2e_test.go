@@ -77,6 +77,10 @@ func TestBrowser(t *testing.T) {
 		defer cancel()
 		cmd := exec.CommandContext(rctx, "node", args...)
 		cmd.Env = os.Environ()
+		// The driver starts syncplane and Chromium: on a timeout, end its
+		// whole process group, not only node.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		cmd.WaitDelay = 10 * time.Second
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -105,6 +109,9 @@ func TestBrowser(t *testing.T) {
 
 func findChromium() string {
 	if p := os.Getenv("SYNCPLANE_E2E_CHROMIUM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
