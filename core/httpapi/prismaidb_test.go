@@ -384,3 +384,34 @@ func TestAppSchemaFolderAsIs(t *testing.T) {
 		}
 	})
 }
+
+// TestNULIsRefusedForGood: a NUL character is input the server can judge
+// (no column of PostgreSQL or SQLite takes it), never a retryable
+// UNKNOWN_ERROR that would keep a prisma-idb client from pulling.
+func TestNULIsRefusedForGood(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		e := newEnv(t, db)
+		ok(t, e.push(t, "acme", "nul", ev("", "User", "create", user("nul")), ev("", "Board", "create", board("nul-b", "nul", "b"))))
+		cases := map[string]map[string]any{
+			"title":    ev("", "Todo", "create", todo("nul-t1", "nul-b", "a\x00b")),
+			"key":      ev("", "Todo", "create", todo("nul-\x00", "nul-b", "t")),
+			"event-id": ev("nul-evt-\x00", "Todo", "create", todo("nul-t2", "nul-b", "t")),
+		}
+		for name, event := range cases {
+			t.Run("field="+name, func(t *testing.T) {
+				code, body, _ := post(t, e.url+"/v1/tenants/acme/push", token(t, "acme", "nul"), map[string]any{"events": []any{event}})
+				if code == http.StatusBadRequest {
+					return // refused as a whole body, with details: also final
+				}
+				var res []push.Result
+				if code != http.StatusOK || json.Unmarshal(body, &res) != nil || len(res) != 1 {
+					t.Fatalf("push: %d %s", code, body)
+				}
+				if res[0].Error == nil || res[0].Error.Retryable || res[0].Error.Type == push.UnknownError {
+					t.Errorf("push: %+v, want a final validation error", res[0].Error)
+				}
+			})
+		}
+	})
+}

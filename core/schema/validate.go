@@ -369,6 +369,9 @@ var integerRE = regexp.MustCompile(`^-?\d+$`)
 // enum type.
 func (f *Field) scalarValue(raw json.RawMessage) (any, error) {
 	if f.Type == JSON {
+		if hasNULEscape(raw) {
+			return nil, errNUL
+		}
 		if bytes.IndexAny(raw, " \t\r\n") < 0 {
 			return json.RawMessage(bytes.Clone(raw)), nil // already compact
 		}
@@ -390,6 +393,9 @@ func (f *Field) scalarValue(raw json.RawMessage) (any, error) {
 	switch raw[0] {
 	case '"':
 		s, isString = jsonscan.Unquote(raw), true
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, errNUL
+		}
 	case 't':
 		v = true
 	case 'f':
@@ -493,6 +499,32 @@ func (f *Field) scalarValue(raw json.RawMessage) (any, error) {
 
 // toInt64 accepts integral JSON numbers in the int64 range, including
 // forms like 1.0 and 1e3.
+// errNUL refuses the NUL character, which no database column of
+// syncplane's stores: PostgreSQL's text and jsonb reject it, and SQLite
+// would cut a string at it.
+var errNUL = errors.New("must not contain the NUL character (U+0000)")
+
+// hasNULEscape reports whether the JSON text raw holds a \u0000 escape (a
+// NUL character; JSON text cannot hold a raw one). A backslash that is
+// itself escaped does not start one.
+func hasNULEscape(raw []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		backslashes := 0
+		for k := j; k >= 0 && raw[k] == '\\'; k-- {
+			backslashes++
+		}
+		if backslashes%2 == 1 {
+			return true
+		}
+		i = j + 1
+	}
+}
+
 func toInt64(n json.Number) (int64, bool) {
 	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
 		return i, true
