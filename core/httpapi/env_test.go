@@ -202,10 +202,21 @@ func pullFrom(t testing.TB, base, tenantID, sub string, req map[string]any) pull
 // pullAll follows the cursor until an empty page, like the client does.
 func (e *env) pullAll(t testing.TB, tenantID, sub string) []pull.LogWithRecord {
 	t.Helper()
+	return pullAllWith(t, e.url, tenantID, token(t, tenantID, sub))
+}
+
+// pullAllWith is pullAll with a token of the caller's.
+func pullAllWith(t testing.TB, base, tenantID, tok string) []pull.LogWithRecord {
+	t.Helper()
 	var all []pull.LogWithRecord
 	req := map[string]any{}
 	for {
-		page := e.pull(t, tenantID, sub, req)
+		code, body, _ := post(t, base+"/v1/tenants/"+tenantID+"/pull", tok, req)
+		if code != http.StatusOK {
+			t.Fatalf("pull: status %d: %s", code, body)
+		}
+		var page pull.Response
+		must(t, json.Unmarshal(body, &page))
 		if len(page.LogsWithRecords) == 0 {
 			return all
 		}

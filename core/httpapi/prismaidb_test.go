@@ -270,25 +270,6 @@ func TestRootFromToken(t *testing.T) {
 	})
 }
 
-func pullAllWith(t *testing.T, base, tenantID, tok string) []pull.LogWithRecord {
-	t.Helper()
-	var all []pull.LogWithRecord
-	req := map[string]any{}
-	for {
-		code, body, _ := post(t, base+"/v1/tenants/"+tenantID+"/pull", tok, req)
-		if code != http.StatusOK {
-			t.Fatalf("pull: %d %s", code, body)
-		}
-		var page pull.Response
-		must(t, json.Unmarshal(body, &page))
-		if len(page.LogsWithRecords) == 0 {
-			return all
-		}
-		all = append(all, page.LogsWithRecords...)
-		req = map[string]any{"lastChangelogId": *page.Cursor}
-	}
-}
-
 // TestCORS: a browser page on an origin the tenant lists may call its
 // routes; other origins, and tenants that list none, get no CORS headers.
 func TestCORS(t *testing.T) {
