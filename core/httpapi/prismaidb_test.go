@@ -374,25 +374,35 @@ func TestNULIsRefusedForGood(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "nul", ev("", "User", "create", user("nul")), ev("", "Board", "create", board("nul-b", "nul", "b"))))
-		cases := map[string]map[string]any{
-			"title":    ev("", "Todo", "create", todo("nul-t1", "nul-b", "a\x00b")),
-			"key":      ev("", "Todo", "create", todo("nul-\x00", "nul-b", "t")),
-			"event-id": ev("nul-evt-\x00", "Todo", "create", todo("nul-t2", "nul-b", "t")),
+		cases := map[string]struct {
+			event map[string]any
+			want  string // error type, or "400" for a refused body
+		}{
+			"title":    {ev("", "Todo", "create", todo("nul-t1", "nul-b", "a\x00b")), push.RecordValidationFailure},
+			"key":      {ev("", "Todo", "create", todo("nul-\x00", "nul-b", "t")), push.KeyPathValidation},
+			"delete":   {ev("", "Todo", "delete", map[string]any{"id": "nul-\x00"}), push.KeyPathValidation},
+			"event-id": {ev("nul-evt-\x00", "Todo", "create", todo("nul-t2", "nul-b", "t")), push.RecordValidationFailure}, // TODO(issue 9): 400
 		}
-		for name, event := range cases {
+		for name, c := range cases {
 			t.Run("field="+name, func(t *testing.T) {
-				code, body, _ := post(t, e.url+"/v1/tenants/acme/push", token(t, "acme", "nul"), map[string]any{"events": []any{event}})
-				if code == http.StatusBadRequest {
-					return // refused as a whole body, with details: also final
+				code, body, _ := post(t, e.url+"/v1/tenants/acme/push", token(t, "acme", "nul"), map[string]any{"events": []any{c.event}})
+				if c.want == "400" {
+					if code != http.StatusBadRequest {
+						t.Errorf("push: %d %s, want 400", code, body)
+					}
+					return
 				}
 				var res []push.Result
 				if code != http.StatusOK || json.Unmarshal(body, &res) != nil || len(res) != 1 {
 					t.Fatalf("push: %d %s", code, body)
 				}
-				if res[0].Error == nil || res[0].Error.Retryable || res[0].Error.Type == push.UnknownError {
-					t.Errorf("push: %+v, want a final validation error", res[0].Error)
+				if errType(res[0]) != c.want || res[0].Error.Retryable {
+					t.Errorf("push: %+v, want a final %s", res[0].Error, c.want)
 				}
 			})
+		}
+		if logs := e.pullAll(t, "acme", "nul"); len(logs) != 2 {
+			t.Errorf("%d entries after the refused events, want 2 (user, board)", len(logs))
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -215,7 +216,11 @@ func (s *Service) check(it *item) *EventError {
 	case changelog.Create, changelog.Update:
 		rec, err := it.ev.validate(m)
 		if err != nil {
-			return fail(RecordValidationFailure, false, "validation failed for model %s: %v", m.Name, err)
+			typ := RecordValidationFailure
+			if ve := (*schema.ValidationError)(nil); errors.As(err, &ve) && slices.Contains(m.PrimaryKey, ve.Field) {
+				typ = KeyPathValidation // the record's key itself is unusable
+			}
+			return fail(typ, false, "validation failed for model %s: %v", m.Name, err)
 		}
 		it.rec = rec
 		it.pk = m.Key(rec)
