@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/syncplane/syncplane/internal/nodetest"
 	"github.com/syncplane/syncplane/sdk/pluginwire"
 	"github.com/syncplane/syncplane/sdk/proto/validatorv1"
 )
@@ -42,16 +41,18 @@ var (
 // requireBuilt skips the test without node and npm, and otherwise builds the
 // plugin once per test binary: `npm ci` when node_modules does not match
 // package.json/package-lock.json, `npm run build` when dist/ does not match
-// the sources. Both results stay in the folder (git-ignored) for the next
-// run; a lock file keeps concurrent test binaries from building at once.
+// the sources (see nodetest.Npm).
 func requireBuilt(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found: the Node plugin needs Node.js and npm (CI has them)", tool)
-		}
-	}
-	buildOnce.Do(func() { buildErr = build() })
+	nodetest.RequireNode(t, "", "the Node plugin needs Node.js and npm (CI has them)")
+	buildOnce.Do(func() {
+		buildErr = nodetest.Npm(context.Background(), ".", nodetest.CI(), nodetest.Step{
+			Stamp:  "dist/.syncplane-stamp",
+			Inputs: []string{"package.json", "package-lock.json", "tsconfig.json", "src"},
+			Output: "dist/main.js",
+			Runs:   [][]string{{"run", "build"}},
+		})
+	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -60,68 +61,6 @@ func requireBuilt(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func build() error {
-	lock, err := os.OpenFile(".build.lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock .build.lock: %w", err)
-	}
-	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }() // released on close anyway
-
-	steps := []struct {
-		stamp  string   // records the hash of inputs the step last ran for
-		inputs []string // files and directories the step depends on
-		args   []string
-	}{
-		{"node_modules/.syncplane-stamp", []string{"package.json", "package-lock.json", ".npmrc"}, []string{"ci"}},
-		{"dist/.syncplane-stamp", []string{"package.json", "package-lock.json", "tsconfig.json", "src"}, []string{"run", "build"}},
-	}
-	for _, s := range steps {
-		sum, err := hashInputs(s.inputs)
-		if err != nil {
-			return err
-		}
-		if old, err := os.ReadFile(s.stamp); err == nil && string(old) == sum {
-			continue
-		}
-		cmd := exec.Command("npm", s.args...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("npm %s: %v\n%s", strings.Join(s.args, " "), err, out)
-		}
-		if err := os.WriteFile(s.stamp, []byte(sum), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// hashInputs hashes the names and contents of the files under paths.
-func hashInputs(paths []string) (string, error) {
-	h := sha256.New()
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%s\x00%d\x00", path, len(b))
-			h.Write(b)
-			return nil
-		})
-		if err != nil {
-			return "", err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // running is a started plugin.

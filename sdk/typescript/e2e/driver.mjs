@@ -265,6 +265,10 @@ async function waitLive(d, timeoutMs = 10_000) {
 }
 
 const fmtErr = (r) => (r.error ? `${r.error.type}${r.error.retryable ? " (retryable)" : ""}: ${r.error.message}` : "ok");
+// pushedOk: no push result of the sync cycle c is an error.
+const pushedOk = (c) => c.pushResults.every((r) => !r.error);
+const pushSummary = (c) => c.pushResults.map(fmtErr).join("; ");
+const cycleSummary = (c) => `push results: ${pushSummary(c)}; ${c.errors.join("; ")}`;
 
 // verify: both devices sync until settled, then each must equal the
 // server's state; no outbox event may be left unsynced and retryable; and
@@ -307,25 +311,48 @@ function resultsOf(cycles) {
 
 // ---------- scenarios ----------
 
-async function scenarioA() {
-  const user = newUser("a");
-  const A = await device("A", user);
+// withTwoDevices opens devices A and B of a new user (A without the live
+// subscription when liveA is false), runs the scenario's body with them and
+// closes both.
+async function withTwoDevices(tag, body, { liveA = true } = {}) {
+  const user = newUser(tag);
+  const A = await device("A", user, { live: liveA });
   const B = await device("B", user);
   try {
-    await step("sign in on A and B (local User, addToOutbox: false)", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-      await waitLive(A);
-      await waitLive(B);
-    });
+    await body(A, B, user);
+  } finally {
+    await A.close();
+    await B.close();
+  }
+}
+
+// signIn signs the user in on each device, then waits until the event
+// streams of the `live` ones are open.
+async function signIn(devices, user, live = []) {
+  for (const d of devices) await d.call("signIn", user);
+  for (const d of live) await waitLive(d);
+}
+
+// signInWithBoard: sign in on A and B, and A creates the board `id` and syncs.
+async function signInWithBoard(A, B, user, id) {
+  await step("sign in on A and B; A creates a board, syncs", async () => {
+    await signIn([A, B], user);
+    await A.call("create", "Board", { id, name: "Mine", userId: user.id });
+    const c = await A.call("sync");
+    assert(pushedOk(c), pushSummary(c));
+  });
+}
+
+function scenarioA() {
+  return withTwoDevices("a", async (A, B, user) => {
+    await step("sign in on A and B (local User, addToOutbox: false)", () => signIn([A, B], user, [A, B]));
     const b1 = crypto.randomUUID();
     const [t1, t2, t3] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
     await step("A creates a board and 3 todos, syncs", async () => {
       await A.call("create", "Board", { id: b1, name: "Groceries", userId: user.id });
       for (const [id, title] of [[t1, "milk"], [t2, "eggs"], [t3, "bread"]]) await A.call("create", "Todo", { id, title, boardId: b1 });
       const c = await A.call("sync");
-      const bad = c.pushResults.filter((r) => r.error);
-      assert(bad.length === 0 && c.pushResults.length === 4, `push results: ${c.pushResults.map(fmtErr).join("; ")}; ${c.errors.join("; ")}`);
+      assert(pushedOk(c) && c.pushResults.length === 4, cycleSummary(c));
     });
     await step("B receives them", () => B.call("waitFor", { present: { Board: [b1], Todo: [t1, t2, t3] } }, 10_000));
     await step("B renames the board, completes a todo, edits another, syncs", async () => {
@@ -333,7 +360,7 @@ async function scenarioA() {
       await B.call("update", "Todo", t1, { isCompleted: true });
       await B.call("update", "Todo", t2, { description: "a dozen" });
       const c = await B.call("sync");
-      assert(c.pushResults.length === 3 && c.pushResults.every((r) => !r.error), `push results: ${c.pushResults.map(fmtErr).join("; ")}; ${c.errors.join("; ")}`);
+      assert(c.pushResults.length === 3 && pushedOk(c), cycleSummary(c));
     });
     const b2 = crypto.randomUUID();
     const t4 = crypto.randomUUID();
@@ -343,32 +370,22 @@ async function scenarioA() {
       await A.call("create", "Board", { id: b2, name: "Later", userId: user.id });
       await A.call("create", "Todo", { id: t4, title: "someday", boardId: b2 });
       const c = await A.call("sync");
-      assert(c.pushResults.every((r) => !r.error), `push results: ${c.pushResults.map(fmtErr).join("; ")}; ${c.errors.join("; ")}`);
+      assert(pushedOk(c), cycleSummary(c));
     });
     await step("B deletes the second board (its todo with it), syncs", async () => {
       await B.call("waitFor", { present: { Board: [b2], Todo: [t4] }, absent: { Todo: [t3] } }, 10_000);
       await B.call("remove", "Board", b2);
       const c = await B.call("sync");
-      assert(c.pushResults.every((r) => !r.error), `push results: ${c.pushResults.map(fmtErr).join("; ")}; ${c.errors.join("; ")}`);
+      assert(pushedOk(c), cycleSummary(c));
     });
     const srv = await verify("end", [A, B], user);
     check("server: board renamed, todo completed, deletes applied", srv.Board[b1]?.name === "Shopping" && srv.Todo[t1]?.isCompleted === true && srv.Todo[t2]?.description === "a dozen" && !srv.Todo[t3] && !srv.Board[b2] && !srv.Todo[t4], JSON.stringify({ b1: srv.Board[b1], t1: srv.Todo[t1], t3: srv.Todo[t3] ?? null, b2: srv.Board[b2] ?? null }));
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
-async function scenarioB() {
-  const user = newUser("b");
-  const A = await device("A", user);
-  const B = await device("B", user);
-  try {
-    await step("sign in on A and B", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-      await waitLive(B);
-    });
+function scenarioB() {
+  return withTwoDevices("b", async (A, B, user) => {
+    await step("sign in on A and B", () => signIn([A, B], user, [B]));
     const bo = crypto.randomUUID();
     const [to1, to2, to3] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
     await step("A creates a board with a todo, syncs; B receives them", async () => {
@@ -388,7 +405,7 @@ async function scenarioB() {
     await step("meanwhile B adds a todo, syncs", async () => {
       await B.call("create", "Todo", { id: to3, title: "sunscreen", boardId: bo });
       const c = await B.call("sync");
-      assert(c.pushResults.every((r) => !r.error), c.pushResults.map(fmtErr).join("; "));
+      assert(pushedOk(c), pushSummary(c));
     });
     const ob = await A.call("outbox");
     check("A kept its offline edits as retryable outbox events", ob.filter((e) => !e.synced).length === 3 && ob.filter((e) => !e.synced).every((e) => e.retryable), JSON.stringify(ob.filter((e) => !e.synced).map((e) => [e.entityType, e.operation, e.retryable, e.lastError])));
@@ -401,24 +418,13 @@ async function scenarioB() {
     await step("B receives A's offline edits", () => B.call("waitFor", { present: { Todo: [to2] } }, 10_000));
     const srv = await verify("end", [A, B], user);
     check("server: offline rename, completion and todo applied, B's todo kept", srv.Board[bo]?.name === "Trip to Lisbon" && srv.Todo[to1]?.isCompleted === true && !!srv.Todo[to2] && !!srv.Todo[to3], JSON.stringify({ bo: srv.Board[bo], to1: srv.Todo[to1] }));
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
-async function scenarioC() {
-  const user = newUser("c");
-  const A = await device("A", user);
-  const B = await device("B", user);
-  const rounds = [];
-  try {
-    await step("sign in on A and B, B's event stream open", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-      await waitLive(A);
-      await waitLive(B);
-    });
+function scenarioC() {
+  return withTwoDevices("c", async (A, B, user) => {
+    const rounds = [];
+    await step("sign in on A and B, B's event stream open", () => signIn([A, B], user, [A, B]));
     for (let i = 0; i < 10; i++) {
       const board = crypto.randomUUID();
       const todos = Array.from({ length: 10 }, () => crypto.randomUUID());
@@ -472,22 +478,12 @@ async function scenarioC() {
     notes.push(`c: ${oneBatch}/10 deletions went out as one 11-event batch; in ${childAfter}/10 some Todo.delete came after its Board.delete in the batch; distinct createdAt ms per batch: ${rounds.map((r) => r.distinctMs ?? "-").join(",")}`);
     latencies.push(...lat);
     await verify("end", [A, B], user);
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
-async function scenarioD() {
-  const user = newUser("d");
-  const A = await device("A", user);
-  const B = await device("B", user);
-  try {
-    await step("sign in on A and B", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-      await waitLive(B);
-    });
+function scenarioD() {
+  return withTwoDevices("d", async (A, B, user) => {
+    await step("sign in on A and B", () => signIn([A, B], user, [B]));
     const problems = [];
     let before = 0;
     let sameMs = 0;
@@ -520,21 +516,12 @@ async function scenarioD() {
     check("6 × a board and 5 todos (3 nested creates, 3 in one millisecond): all applied in one round (no MISSING_PARENT, no retry)", problems.length === 0, problems.slice(0, 3).join(" | "));
     await step("B receives them", () => B.call("waitFor", { present: { Board: boards } }, 10_000));
     await verify("end", [A, B], user);
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
-async function scenarioE() {
-  const user = newUser("e");
-  const A = await device("A", user);
-  const B = await device("B", user);
-  try {
-    await step("sign in on A and B", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-    });
+function scenarioE() {
+  return withTwoDevices("e", async (A, B, user) => {
+    await step("sign in on A and B", () => signIn([A, B], user));
     const be = crypto.randomUUID();
     const todos = [crypto.randomUUID(), crypto.randomUUID()];
     const tb = crypto.randomUUID();
@@ -549,7 +536,7 @@ async function scenarioE() {
       await B.setOffline(true);
       await A.call("remove", "Board", be);
       const c = await A.call("sync");
-      assert(c.pushResults.length === 3 && c.pushResults.every((r) => !r.error), c.pushResults.map(fmtErr).join("; "));
+      assert(c.pushResults.length === 3 && pushedOk(c), pushSummary(c));
     });
     await step("B (offline) adds a todo to the board, comes back online, syncs", async () => {
       await B.call("create", "Todo", { id: tb, title: "too late", boardId: be });
@@ -563,23 +550,17 @@ async function scenarioE() {
     const st = await B.call("state");
     const left = [...st.Board.filter((b) => b.id === be), ...st.Todo.filter((t) => t.boardId === be)];
     check("the board and its todos (B's too) are gone on B", left.length === 0 && !srv.Board[be], JSON.stringify(left.map((r) => r.id)));
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
-async function scenarioF() {
-  const user = newUser("f");
-  const A = await device("A", user, { live: false });
-  const B = await device("B", user);
-  try {
+function scenarioF() {
+  return withTwoDevices("f", async (A, B, user) => {
     const bf = crypto.randomUUID();
     await step("A signs in (local User, addToOutbox: false), creates a board, syncs: its first request", async () => {
       await A.call("signIn", user);
       await A.call("create", "Board", { id: bf, name: "First", userId: user.id });
       const c = await A.call("sync");
-      assert(c.pushResults.length === 1 && !c.pushResults[0].error && c.pulled, `push: ${c.pushResults.map(fmtErr).join("; ")} pulled=${c.pulled} ${c.errors.join("; ")}`);
+      assert(c.pushResults.length === 1 && !c.pushResults[0].error && c.pulled, `push: ${pushSummary(c)} pulled=${c.pulled} ${c.errors.join("; ")}`);
     });
     const srv0 = await serverState(user);
     const u = srv0.User[user.id];
@@ -591,21 +572,15 @@ async function scenarioF() {
       await B.call("waitFor", { present: { Board: [bf] } }, 10_000);
       await B.call("create", "Board", { id: bf2, name: "Second", userId: user.id });
       const c = await B.call("sync");
-      assert(c.pushResults.length === 1 && !c.pushResults[0].error, c.pushResults.map(fmtErr).join("; "));
+      assert(c.pushResults.length === 1 && !c.pushResults[0].error, pushSummary(c));
     });
     await verify("end", [A, B], user);
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  }, { liveA: false });
 }
 
-async function scenarioG() {
-  const user = newUser("g");
-  const other = newUser("g-other");
-  const A = await device("A", user);
-  const B = await device("B", user);
-  try {
+function scenarioG() {
+  return withTwoDevices("g", async (A, B, user) => {
+    const other = newUser("g-other");
     const bX = crypto.randomUUID();
     await step("another user pushes a board of theirs (node)", async () => {
       const now = new Date().toISOString();
@@ -613,13 +588,7 @@ async function scenarioG() {
       assert(r.length === 1 && !r[0].error, JSON.stringify(r));
     });
     const bg = crypto.randomUUID();
-    await step("sign in on A and B; A creates a board, syncs", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-      await A.call("create", "Board", { id: bg, name: "Mine", userId: user.id });
-      const c = await A.call("sync");
-      assert(c.pushResults.every((r) => !r.error), c.pushResults.map(fmtErr).join("; "));
-    });
+    await signInWithBoard(A, B, user, bg);
     const tX = crypto.randomUUID();
     const tExtra = crypto.randomUUID();
     let ids = {};
@@ -650,10 +619,7 @@ async function scenarioG() {
     // What prisma-idb keeps in A's IndexedDB after the server said no: the
     // forged rows and the rejected todo (it never removes a rejected record).
     await verify("end", [A, B], user, { extras: { A: { User: [other.id], Board: [bX], Todo: [tX] } } });
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
 async function keepsSyncing(A, B, user) {
@@ -661,26 +627,17 @@ async function keepsSyncing(A, B, user) {
   await step("A keeps syncing: a new board is applied and reaches B", async () => {
     await A.call("create", "Board", { id: b, name: "Still syncing", userId: user.id });
     const c = await A.call("sync");
-    assert(c.pushResults.some((r) => !r.error) && c.pulled, `${c.pushResults.map(fmtErr).join("; ")} pulled=${c.pulled}`);
+    assert(c.pushResults.some((r) => !r.error) && c.pulled, `${pushSummary(c)} pulled=${c.pulled}`);
     await B.call("sync");
     await B.call("waitFor", { present: { Board: [b] } }, 10_000);
   });
 }
 
-async function scenarioG2() {
-  const user = newUser("g2");
-  const A = await device("A", user);
-  const B = await device("B", user);
-  try {
+function scenarioG2() {
+  return withTwoDevices("g2", async (A, B, user) => {
     const bg = crypto.randomUUID();
     const tNul = crypto.randomUUID();
-    await step("sign in on A and B; A creates a board, syncs", async () => {
-      await A.call("signIn", user);
-      await B.call("signIn", user);
-      await A.call("create", "Board", { id: bg, name: "Mine", userId: user.id });
-      const c = await A.call("sync");
-      assert(c.pushResults.every((r) => !r.error), c.pushResults.map(fmtErr).join("; "));
-    });
+    await signInWithBoard(A, B, user, bg);
     await step("A creates a Todo whose title holds a NUL character", () => A.call("create", "Todo", { id: tNul, title: "nul\u0000byte", boardId: bg }));
     const cs = await A.call("syncSettled", 8);
     const evId = (await A.call("outbox")).find((e) => e.payload?.id === tNul)?.id;
@@ -690,10 +647,7 @@ async function scenarioG2() {
     check("A pulled after it", cs.at(-1)?.pulled === true, JSON.stringify(cs.at(-1)));
     await keepsSyncing(A, B, user);
     await verify("end", [A, B], user, { extras: r?.error ? { A: { Todo: [tNul] } } : {} });
-  } finally {
-    await A.close();
-    await B.close();
-  }
+  });
 }
 
 const SCENARIOS = [

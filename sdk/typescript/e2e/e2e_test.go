@@ -5,19 +5,18 @@ package e2e_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncplane/syncplane/internal/nodetest"
 )
 
 // TestBrowser runs driver.mjs once per database (subtests db=sqlite and
@@ -32,71 +31,42 @@ import (
 // SYNCPLANE_E2E_CHROMIUM names the browser (default: chromium on PATH, or
 // /usr/bin/chromium); SYNCPLANE_E2E_SCHEMA another schema folder.
 func TestBrowser(t *testing.T) {
-	requireBrowser := os.Getenv("SYNCPLANE_TEST_REQUIRE_BROWSER") == "1"
-	missing := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if requireBrowser {
-			t.Fatalf("%s, and SYNCPLANE_TEST_REQUIRE_BROWSER=1", msg)
-		}
-		t.Skipf("%s: skipping the browser e2e test (set SYNCPLANE_TEST_REQUIRE_BROWSER=1 to fail instead)", msg)
-	}
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing("%s not found: the browser e2e test needs Node.js 20+ and npm", tool)
-		}
-	}
+	const requireBrowser = "SYNCPLANE_TEST_REQUIRE_BROWSER"
+	nodetest.RequireNode(t, requireBrowser, "the browser e2e test needs Node.js 20+ and npm")
 	chromium := findChromium()
 	if chromium == "" {
-		missing("chromium not found (apt-get install chromium, or set SYNCPLANE_E2E_CHROMIUM)")
+		nodetest.Missing(t, requireBrowser, "chromium not found (apt-get install chromium, or set SYNCPLANE_E2E_CHROMIUM)")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	root := moduleRoot(t, ctx)
 	schema := os.Getenv("SYNCPLANE_E2E_SCHEMA")
 	if schema == "" {
-		schema = filepath.Join(root, "core", "tenant", "demo", "prisma")
+		schema = filepath.Join(nodetest.ModuleRoot(t, ctx), "core", "tenant", "demo", "prisma")
 	}
-	if err := npmCI(ctx); err != nil {
+	if err := nodetest.Npm(ctx, ".", nodetest.CI()); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "syncplane")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/syncplane")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/syncplane: %v\n%s", err, out)
-	}
+	// Not -race even under `go test -race` (unlike TestKit), as this test
+	// has always built it: a race-built server would run the timed
+	// scenarios several times slower.
+	bin := nodetest.BuildSyncplane(t, ctx, false)
 
+	// The driver starts syncplane and Chromium: on a timeout, RunNode ends
+	// its whole process group, not only node.
 	run := func(t *testing.T, label, dbURL string) {
 		args := []string{"driver.mjs", "--server-bin", bin, "--schema", schema, "--work", t.TempDir(), "--chromium", chromium, "--label", label}
 		if dbURL != "" {
 			args = append(args, "--database-url", dbURL)
 		}
-		rctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(rctx, "node", args...)
-		cmd.Env = os.Environ()
-		// The driver starts syncplane and Chromium: on a timeout, end its
-		// whole process group, not only node.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 10 * time.Second
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("node driver.mjs (db=%s): %v\n%s", label, err, out)
-		}
-		t.Logf("node driver.mjs (db=%s):\n%s", label, out)
+		nodetest.RunNode(t, ctx, 4*time.Minute, nil, args...)
 	}
 
 	t.Run("db=sqlite", func(t *testing.T) { run(t, "sqlite", "") })
 	t.Run("db=postgres", func(t *testing.T) {
 		admin := os.Getenv("SYNCPLANE_TEST_DATABASE_URL")
 		if admin == "" {
-			if os.Getenv("SYNCPLANE_TEST_REQUIRE_POSTGRES") == "1" {
-				t.Fatal("SYNCPLANE_TEST_DATABASE_URL is not set, and SYNCPLANE_TEST_REQUIRE_POSTGRES=1")
-			}
-			t.Skip("SYNCPLANE_TEST_DATABASE_URL is not set: skipping the PostgreSQL run (set SYNCPLANE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
+			nodetest.Missing(t, "SYNCPLANE_TEST_REQUIRE_POSTGRES", "SYNCPLANE_TEST_DATABASE_URL is not set (the PostgreSQL run needs it)")
 		}
 		dbURL, drop, err := scratchDB(ctx, admin)
 		if err != nil {
@@ -123,49 +93,6 @@ func findChromium() string {
 		return "/usr/bin/chromium"
 	}
 	return ""
-}
-
-func moduleRoot(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(gomod)))
-}
-
-// npmCI runs `npm ci` when node_modules does not match package.json and
-// package-lock.json (a stamp in node_modules records what it last ran
-// for); a lock file keeps concurrent test binaries from installing at once.
-func npmCI(ctx context.Context) error {
-	lock, err := os.OpenFile(".build.lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock .build.lock: %w", err)
-	}
-	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	h := sha256.New()
-	for _, f := range []string{"package.json", "package-lock.json", ".npmrc"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
-		h.Write(b)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	const stamp = "node_modules/.syncplane-stamp"
-	if old, err := os.ReadFile(stamp); err == nil && string(old) == sum {
-		return nil
-	}
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci: %v\n%s", err, out)
-	}
-	return os.WriteFile(stamp, []byte(sum), 0o644)
 }
 
 // scratchDB creates syncplane_e2e_<random> on the PostgreSQL server of

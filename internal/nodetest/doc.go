@@ -1,0 +1,12 @@
+// Package nodetest holds what syncplane's Go tests of Node.js code share:
+// the TypeScript kit's tests (sdk/typescript), the browser end-to-end test
+// (sdk/typescript/e2e) and the TypeScript validator plugin's tests
+// (plugins/kanban-rules-node). It skips a test without Node.js (or fails it
+// when an environment variable requires it), brings a folder's npm packages
+// and build up to date once per change of their inputs (hash stamps, a file
+// lock against concurrent test binaries), builds ./cmd/syncplane, and runs
+// node with a timeout that kills node's whole process group.
+//
+// It lives here, not under sdk/, so that plugins/ may import it too; it
+// imports nothing of syncplane's, so the sdk's tests stay free of core/.
+package nodetest

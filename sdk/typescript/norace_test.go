@@ -1,5 +1,0 @@
-//go:build !race
-
-package typescript_test
-
-const raceEnabled = false
