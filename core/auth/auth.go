@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -202,7 +204,44 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if sub == "" {
 		return nil, fmt.Errorf("%w: missing sub", ErrInvalidToken)
 	}
+	if err := checkSubject(tok.Raw, sub); err != nil {
+		return nil, err
+	}
 	return &Claims{Subject: sub, Roles: v.roles(claims), All: claims}, nil
+}
+
+// checkSubject refuses a subject no database can store or tell apart: one
+// with a NUL character, or one whose text in the token is not valid UTF-8
+// (the JSON decoder turns each invalid byte into U+FFFD, so two different
+// subjects would become one). raw is the verified token.
+func checkSubject(raw, sub string) error {
+	if strings.IndexByte(sub, 0) >= 0 {
+		return fmt.Errorf("%w: sub must not contain the NUL character (U+0000)", ErrInvalidToken)
+	}
+	if !utf8.ValidString(sub) || !rawSubjectValid(raw) {
+		return fmt.Errorf("%w: sub is not valid UTF-8", ErrInvalidToken)
+	}
+	return nil
+}
+
+// rawSubjectValid reports whether the sub claim of the (verified) token
+// raw is valid UTF-8 as it was sent, before decoding.
+func rawSubjectValid(raw string) bool {
+	_, rest, _ := strings.Cut(raw, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil { // the parser allows padding too
+		if payload, err = base64.URLEncoding.DecodeString(seg); err != nil {
+			return false
+		}
+	}
+	if utf8.Valid(payload) {
+		return true // the common case: nothing to look at
+	}
+	var c struct {
+		Sub json.RawMessage `json:"sub"`
+	}
+	return json.Unmarshal(payload, &c) == nil && utf8.Valid(c.Sub)
 }
 
 // explain turns a jwt parse error into an ErrInvalidToken error that says

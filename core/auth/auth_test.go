@@ -183,35 +183,38 @@ func TestVerifyHS256(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		"good":               {token: good, want: "u1"},
-		"aud-list":           {token: hs(claims(set("aud", []string{"other", testAud}))), want: "u1"},
-		"no-iat":             {token: hs(claims(del("iat"))), want: "u1"},
-		"expired-in-leeway":  {token: hs(claims(set("exp", rel(-10*time.Second)))), want: "u1"},
-		"nbf-in-leeway":      {token: hs(claims(set("nbf", rel(10*time.Second)))), want: "u1"},
-		"nbf-past":           {token: hs(claims(set("nbf", rel(-time.Minute)))), want: "u1"},
-		"expired":            {token: hs(claims(set("exp", rel(-time.Hour)))), wantErr: "invalid token: expired"},
-		"nbf-in-future":      {token: hs(claims(set("nbf", rel(time.Hour)))), wantErr: "invalid token: not yet valid"},
-		"wrong-iss":          {token: hs(claims(set("iss", "https://evil.example"))), wantErr: "invalid token: wrong issuer"},
-		"missing-iss":        {token: hs(claims(del("iss"))), wantErr: "invalid token: missing iss"},
-		"wrong-aud":          {token: hs(claims(set("aud", "other"))), wantErr: "invalid token: wrong audience"},
-		"missing-aud":        {token: hs(claims(del("aud"))), wantErr: "invalid token: missing aud"},
-		"expired-wrong-iss":  {token: hs(claims(set("exp", rel(-time.Hour)), set("iss", "x"))), wantErr: "invalid token: expired, wrong issuer"},
-		"bad-signature":      {token: sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-at-least-32-bytes!"), "", claims()), wantErr: "invalid token: bad signature"},
-		"tampered-payload":   {token: parts[0] + "." + otherPayload + "." + parts[2], wantErr: "invalid token: bad signature"},
-		"missing-sub":        {token: hs(claims(del("sub"))), wantErr: "invalid token: missing sub"},
-		"empty-sub":          {token: hs(claims(set("sub", ""))), wantErr: "invalid token: missing sub"},
-		"sub-not-string":     {token: hs(claims(set("sub", 42))), wantErr: "invalid token: sub is not a string"},
-		"missing-exp":        {token: hs(claims(del("exp"))), wantErr: "invalid token: missing exp"},
-		"exp-not-number":     {token: hs(claims(set("exp", "tomorrow"))), wantErr: "wrong type"},
-		"alg-none":           {token: sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", claims()), wantErr: `invalid token: algorithm "none" not allowed`},
-		"alg-HS512":          {token: sign(t, jwt.SigningMethodHS512, secret, "", claims()), wantErr: `invalid token: algorithm "HS512" not allowed`},
-		"alg-unknown":        {token: b64([]byte(`{"alg":"XX99","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2], wantErr: `algorithm "XX99" not allowed`},
-		"alg-missing":        {token: b64([]byte(`{"typ":"JWT"}`)) + "." + parts[1] + "." + parts[2], wantErr: "invalid token: missing alg"},
-		"malformed":          {token: "not-a-token", wantErr: "invalid token: malformed"},
-		"malformed-segments": {token: good + ".x", wantErr: "invalid token: malformed"},
-		"malformed-json":     {token: b64([]byte("{")) + "." + parts[1] + "." + parts[2], wantErr: "invalid token: malformed"},
-		"empty":              {token: "", wantErr: "invalid token: empty token"},
-		"too-long":           {token: strings.Repeat("a", 17<<10), wantErr: "invalid token: token longer than"},
+		"good":                  {token: good, want: "u1"},
+		"aud-list":              {token: hs(claims(set("aud", []string{"other", testAud}))), want: "u1"},
+		"no-iat":                {token: hs(claims(del("iat"))), want: "u1"},
+		"expired-in-leeway":     {token: hs(claims(set("exp", rel(-10*time.Second)))), want: "u1"},
+		"nbf-in-leeway":         {token: hs(claims(set("nbf", rel(10*time.Second)))), want: "u1"},
+		"nbf-past":              {token: hs(claims(set("nbf", rel(-time.Minute)))), want: "u1"},
+		"expired":               {token: hs(claims(set("exp", rel(-time.Hour)))), wantErr: "invalid token: expired"},
+		"nbf-in-future":         {token: hs(claims(set("nbf", rel(time.Hour)))), wantErr: "invalid token: not yet valid"},
+		"wrong-iss":             {token: hs(claims(set("iss", "https://evil.example"))), wantErr: "invalid token: wrong issuer"},
+		"missing-iss":           {token: hs(claims(del("iss"))), wantErr: "invalid token: missing iss"},
+		"wrong-aud":             {token: hs(claims(set("aud", "other"))), wantErr: "invalid token: wrong audience"},
+		"missing-aud":           {token: hs(claims(del("aud"))), wantErr: "invalid token: missing aud"},
+		"expired-wrong-iss":     {token: hs(claims(set("exp", rel(-time.Hour)), set("iss", "x"))), wantErr: "invalid token: expired, wrong issuer"},
+		"bad-signature":         {token: sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-at-least-32-bytes!"), "", claims()), wantErr: "invalid token: bad signature"},
+		"tampered-payload":      {token: parts[0] + "." + otherPayload + "." + parts[2], wantErr: "invalid token: bad signature"},
+		"missing-sub":           {token: hs(claims(del("sub"))), wantErr: "invalid token: missing sub"},
+		"empty-sub":             {token: hs(claims(set("sub", ""))), wantErr: "invalid token: missing sub"},
+		"sub-not-string":        {token: hs(claims(set("sub", 42))), wantErr: "invalid token: sub is not a string"},
+		"sub-with-NUL":          {token: hs(claims(set("sub", "u1\x00"))), wantErr: "invalid token: sub must not contain the NUL character (U+0000)"},
+		"sub-not-UTF-8":         {token: rawHS256(t, secret, `{"sub":"u`+"\xff"+`1","iss":"`+testIss+`","aud":"`+testAud+`","exp":`+fmt.Sprint(rel(time.Hour))+`}`), wantErr: "invalid token: sub is not valid UTF-8"},
+		"other-claim-not-UTF-8": {token: rawHS256(t, secret, `{"sub":"u1","name":"`+"\xff"+`","iss":"`+testIss+`","aud":"`+testAud+`","exp":`+fmt.Sprint(rel(time.Hour))+`}`), want: "u1"},
+		"missing-exp":           {token: hs(claims(del("exp"))), wantErr: "invalid token: missing exp"},
+		"exp-not-number":        {token: hs(claims(set("exp", "tomorrow"))), wantErr: "wrong type"},
+		"alg-none":              {token: sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", claims()), wantErr: `invalid token: algorithm "none" not allowed`},
+		"alg-HS512":             {token: sign(t, jwt.SigningMethodHS512, secret, "", claims()), wantErr: `invalid token: algorithm "HS512" not allowed`},
+		"alg-unknown":           {token: b64([]byte(`{"alg":"XX99","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2], wantErr: `algorithm "XX99" not allowed`},
+		"alg-missing":           {token: b64([]byte(`{"typ":"JWT"}`)) + "." + parts[1] + "." + parts[2], wantErr: "invalid token: missing alg"},
+		"malformed":             {token: "not-a-token", wantErr: "invalid token: malformed"},
+		"malformed-segments":    {token: good + ".x", wantErr: "invalid token: malformed"},
+		"malformed-json":        {token: b64([]byte("{")) + "." + parts[1] + "." + parts[2], wantErr: "invalid token: malformed"},
+		"empty":                 {token: "", wantErr: "invalid token: empty token"},
+		"too-long":              {token: strings.Repeat("a", 17<<10), wantErr: "invalid token: token longer than"},
 	}
 	for name, tc := range tests {
 		t.Run("case="+name, func(t *testing.T) {
@@ -219,6 +222,18 @@ func TestVerifyHS256(t *testing.T) {
 			check(t, v, tc.token, tc.want, tc.wantErr)
 		})
 	}
+}
+
+// rawHS256 signs payload as it is: its bytes need not be valid UTF-8,
+// which no JSON encoder would write.
+func rawHS256(t *testing.T, secret []byte, payload string) string {
+	t.Helper()
+	unsigned := b64([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + b64([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(unsigned, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unsigned + "." + b64(sig)
 }
 
 func TestVerifyLeeway(t *testing.T) {

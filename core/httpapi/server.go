@@ -252,16 +252,21 @@ func (s *Server) rateLimit(c *gin.Context) {
 	}
 }
 
-// readBody reads the request body up to the tenant's limit.
+// readBody reads the request body up to the tenant's limit. The buffer
+// grows as bytes arrive: a client's Content-Length reserves at most
+// bodyInitialSize before its bytes come, so a slow or lying client costs
+// what it has sent, not what it announced.
 func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
 	limit := t.Manifest.Limits.MaxBodyBytes
 	if c.Request.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", c.Request.ContentLength, limit))
 	}
 	var buf bytes.Buffer
-	if n := c.Request.ContentLength; n > 0 {
-		buf.Grow(int(n) + bytes.MinRead) // read in one go, EOF included, without growing
+	size := int64(bodyInitialSize)
+	if n := c.Request.ContentLength; n >= 0 && n < size {
+		size = n // a small body is read in one go, EOF included, without growing
 	}
+	buf.Grow(int(size) + bytes.MinRead)
 	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
@@ -273,6 +278,10 @@ func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// bodyInitialSize is the most readBody reserves for a body before its
+// bytes arrive.
+const bodyInitialSize = 16 << 10
+
 func (s *Server) push(c *gin.Context) {
 	t := c.MustGet(tenantKey).(*tenant.Tenant)
 	b, err := s.readBody(c, t)
@@ -280,13 +289,12 @@ func (s *Server) push(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	events, err := push.DecodeBody(b)
+	events, err := push.DecodeBody(b, t.Manifest.Limits.MaxBatch)
+	if tooLarge := (*push.BatchTooLargeError)(nil); errors.As(err, &tooLarge) {
+		err = errorf(http.StatusRequestEntityTooLarge, tooLarge.Error())
+	}
 	if err != nil {
 		s.writeError(c, err)
-		return
-	}
-	if max := t.Manifest.Limits.MaxBatch; len(events) > max {
-		s.writeError(c, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d events exceeds the limit of %d", len(events), max)))
 		return
 	}
 	start := time.Now()

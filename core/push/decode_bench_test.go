@@ -37,7 +37,7 @@ func BenchmarkDecodeBody(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		events, err := push.DecodeBody(body)
+		events, err := push.DecodeBody(body, 100)
 		if err != nil || len(events) != 100 {
 			b.Fatal(len(events), err)
 		}

@@ -20,7 +20,9 @@ import (
 
 // FuzzDecodeBodyEquivalence checks DecodeBody against oldDecodeBody, the
 // implementation before the one-pass walk: the same events, or the same
-// error, Details and their order included.
+// error, Details and their order included. With a small batch limit, a
+// body that oldDecodeBody reads as more events than the limit (top level
+// fine) is a *BatchTooLargeError instead.
 func FuzzDecodeBodyEquivalence(f *testing.F) {
 	seeds := []string{
 		body(validEvent, validEvent, validEvent),
@@ -57,9 +59,20 @@ func FuzzDecodeBodyEquivalence(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
+		const small = 2
+		n := oldEventCount(in)
+		if got, err := push.DecodeBody(bytes.Clone(in), small); n > small {
+			var tl *push.BatchTooLargeError
+			if !errors.As(err, &tl) || tl.Max != small || got != nil {
+				t.Fatalf("DecodeBody(%q, %d) = %v, %v; want a *BatchTooLargeError (%d events)", in, small, got, err, n)
+			}
+		} else if errors.As(err, new(*push.BatchTooLargeError)) {
+			t.Fatalf("DecodeBody(%q, %d) = %v with %d events", in, small, err, n)
+		}
+
 		b := bytes.Clone(in)
 		wantEvents, wantErr := oldDecodeBody(b)
-		gotEvents, gotErr := push.DecodeBody(b)
+		gotEvents, gotErr := push.DecodeBody(b, 1<<20)
 		// The events must not alias the body.
 		for i := range b {
 			b[i] = 'x'
@@ -95,7 +108,7 @@ func FuzzDecodeBodyEquivalence(f *testing.F) {
 func TestDecodeBodyPayloadsDoNotAlias(t *testing.T) {
 	t.Parallel()
 	b := []byte(body(validEvent, withField(t, "payload", `[2]`)))
-	events, err := push.DecodeBody(b)
+	events, err := push.DecodeBody(b, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +122,9 @@ func TestDecodeBodyPayloadsDoNotAlias(t *testing.T) {
 }
 
 // oldDecodeBody is DecodeBody as it was before the one-pass walk (two
-// decodes of every field through encoding/json), kept as the reference.
+// decodes of every field through encoding/json), kept as the reference,
+// without a batch limit. Two rules came later and are added to it: an id
+// with a NUL character is a body error, and Details are capped.
 func oldDecodeBody(body []byte) ([]push.Event, error) {
 	var fast map[string][]map[string]json.RawMessage
 	if err := oldStrictUnmarshal(body, &fast); err == nil && len(fast) == 1 && fast["events"] != nil {
@@ -127,12 +142,11 @@ func oldDecodeBody(body []byte) ([]push.Event, error) {
 			return nil, &push.BodyError{Msg: fmt.Sprintf("unknown field %q in body", k)}
 		}
 	}
-	rawEvents, ok := top["events"]
+	raws, ok := oldRawEvents(top)
 	if !ok {
 		return nil, &push.BodyError{Msg: `missing field "events"`}
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(rawEvents, &raws); err != nil || raws == nil {
+	if raws == nil {
 		return nil, &push.BodyError{Msg: `"events" must be an array`}
 	}
 	objs := make([]map[string]json.RawMessage, len(raws))
@@ -142,6 +156,33 @@ func oldDecodeBody(body []byte) ([]push.Event, error) {
 		}
 	}
 	return oldCheckEvents(objs)
+}
+
+// oldRawEvents is the events array of the top level (nil if it is not an
+// array), and whether it has one.
+func oldRawEvents(top map[string]json.RawMessage) ([]json.RawMessage, bool) {
+	rawEvents, ok := top["events"]
+	if !ok {
+		return nil, false
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(rawEvents, &raws); err != nil {
+		return nil, true
+	}
+	return raws, true
+}
+
+// oldEventCount is how many events oldDecodeBody reads from a body whose
+// top level is right: -1 for any other body.
+func oldEventCount(body []byte) int {
+	var top map[string]json.RawMessage
+	if oldStrictUnmarshal(body, &top) != nil || len(top) != 1 {
+		return -1
+	}
+	if raws, _ := oldRawEvents(top); raws != nil {
+		return len(raws)
+	}
+	return -1
 }
 
 var oldEnvelope = map[string]func(json.RawMessage) error{
@@ -174,6 +215,9 @@ func oldCheckEvents(objs []map[string]json.RawMessage) ([]push.Event, error) {
 			details = append(details, fmt.Sprintf("events[%d]: %s", i, p))
 		}
 		events[i] = ev
+	}
+	if len(details) > push.MaxDetails {
+		details = append(details[:push.MaxDetails], fmt.Sprintf("… and %d more problems", len(details)-push.MaxDetails))
 	}
 	if len(details) > 0 {
 		return nil, &push.BodyError{Msg: "invalid events", Details: details}
@@ -208,6 +252,9 @@ func oldCheckEvent(fields map[string]json.RawMessage) (push.Event, []string) {
 	}
 	if strings.Contains(ev.ID, push.MovedSuffix) {
 		problems = append(problems, fmt.Sprintf(`field "id": must not contain %q (syncplane marks the entries of moves with it)`, push.MovedSuffix))
+	}
+	if strings.Contains(ev.ID, "\x00") {
+		problems = append(problems, `field "id": must not contain the NUL character (U+0000)`)
 	}
 	return ev, problems
 }

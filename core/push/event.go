@@ -63,15 +63,40 @@ var envelope = map[string]func(json.RawMessage) error{
 // required are the fields an event must carry.
 var required = []string{"id", "entityType", "operation", "payload"}
 
-// DecodeBody reads {"events": [OutboxEvent, ...]}. It fails with a
-// *BodyError when the body is not that shape: malformed JSON, unknown
-// fields, an event without an id. Problems of one event's model, operation
-// or payload are not body errors: push reports them per event.
-func DecodeBody(body []byte) ([]Event, error) {
-	events, ok := scanBody(body)
+// BatchTooLargeError is a body with more than Max events. DecodeBody
+// stops at event Max+1: the rest of the batch is neither decoded nor
+// checked.
+type BatchTooLargeError struct{ Max int }
+
+func (e *BatchTooLargeError) Error() string {
+	return fmt.Sprintf("batch exceeds the limit of %d events", e.Max)
+}
+
+// MaxDetails is how many problems a *BodyError lists; a last line says
+// how many more there were.
+const MaxDetails = 20
+
+// DecodeBody reads {"events": [OutboxEvent, ...]} of at most maxBatch
+// events. It fails with a *BodyError when the body is not that shape:
+// malformed JSON, unknown fields, an event without an id or with an id no
+// database can store. A body that is that shape but holds more than
+// maxBatch events fails with a *BatchTooLargeError, found while decoding:
+// no more than maxBatch+1 events are read, whatever the body holds.
+// Problems of one event's model, operation or payload are not body
+// errors: push reports them per event.
+//
+// The body's syntax is checked as a whole first (json.Valid: one pass, no
+// allocation), so malformed JSON is a *BodyError whatever its length.
+func DecodeBody(body []byte, maxBatch int) ([]Event, error) {
+	if maxBatch < 0 {
+		maxBatch = 0
+	}
+	events, ok, err := scanBody(body, maxBatch)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
-		var err error
-		if events, err = decodeBodyChecked(body); err != nil {
+		if events, err = decodeBodyChecked(body, maxBatch); err != nil {
 			return nil, err
 		}
 	}
@@ -83,13 +108,10 @@ func DecodeBody(body []byte) ([]Event, error) {
 
 // decodeBodyChecked is DecodeBody by way of encoding/json: it decides
 // every body scanBody leaves undecided, and says precisely what is wrong.
-func decodeBodyChecked(body []byte) ([]Event, error) {
-	// Fast path: one parse of a well-formed body straight into field maps.
-	var fast map[string][]map[string]json.RawMessage
-	if err := strictUnmarshal(body, &fast); err == nil && len(fast) == 1 && fast["events"] != nil {
-		return checkEvents(fast["events"])
-	}
-	// Slow path: find out what is wrong, precisely.
+func decodeBodyChecked(body []byte, maxBatch int) ([]Event, error) {
+	// One decode of the top level only: each member's value is kept as
+	// raw bytes (one copy of the body at most), so that the events can be
+	// counted before any of them is decoded.
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(body, &top); err != nil {
 		return nil, &BodyError{Msg: "malformed JSON: " + err.Error()}
@@ -106,14 +128,24 @@ func decodeBodyChecked(body []byte) ([]Event, error) {
 	if !ok {
 		return nil, &BodyError{Msg: `missing field "events"`}
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(rawEvents, &raws); err != nil || raws == nil {
+	// rawEvents is one valid JSON value without surrounding whitespace.
+	if rawEvents[0] != '[' {
 		return nil, &BodyError{Msg: `"events" must be an array`}
 	}
-	objs := make([]map[string]json.RawMessage, len(raws))
-	for i, raw := range raws {
-		if json.Unmarshal(raw, &objs[i]) != nil {
-			objs[i] = nil // not an object: checkEvents says so
+	objs := []map[string]json.RawMessage{}
+	arr := rawEvents
+	for i := jsonscan.SkipSpace(arr, 1); arr[i] != ']'; {
+		if len(objs) == maxBatch {
+			return nil, &BatchTooLargeError{Max: maxBatch}
+		}
+		e := jsonscan.SkipValue(arr, i)
+		var obj map[string]json.RawMessage
+		if arr[i] != '{' || json.Unmarshal(arr[i:e], &obj) != nil {
+			obj = nil // not an object (null included): checkEvents says so
+		}
+		objs = append(objs, obj)
+		if i = jsonscan.SkipSpace(arr, e); arr[i] == ',' {
+			i = jsonscan.SkipSpace(arr, i+1)
 		}
 	}
 	return checkEvents(objs)
@@ -124,16 +156,27 @@ func decodeBodyChecked(body []byte) ([]Event, error) {
 func checkEvents(objs []map[string]json.RawMessage) ([]Event, error) {
 	events := make([]Event, len(objs))
 	var details []string
+	more := 0 // problems past MaxDetails, counted and not listed
+	report := func(i int, problem string) {
+		if len(details) < MaxDetails {
+			details = append(details, fmt.Sprintf("events[%d]: %s", i, problem))
+		} else {
+			more++
+		}
+	}
 	for i, fields := range objs {
 		if fields == nil {
-			details = append(details, fmt.Sprintf("events[%d]: must be an object", i))
+			report(i, "must be an object")
 			continue
 		}
 		ev, problems := checkEvent(fields)
 		for _, p := range problems {
-			details = append(details, fmt.Sprintf("events[%d]: %s", i, p))
+			report(i, p)
 		}
 		events[i] = ev
+	}
+	if more > 0 {
+		details = append(details, fmt.Sprintf("… and %d more problems", more))
 	}
 	if len(details) > 0 {
 		return nil, &BodyError{Msg: "invalid events", Details: details}
@@ -168,6 +211,10 @@ func checkEvent(fields map[string]json.RawMessage) (Event, []string) {
 	}
 	if strings.Contains(ev.ID, MovedSuffix) {
 		problems = append(problems, fmt.Sprintf(`field "id": must not contain %q (syncplane marks the entries of moves with it)`, MovedSuffix))
+	}
+	if strings.IndexByte(ev.ID, 0) >= 0 {
+		// No database stores it: the event could never be applied.
+		problems = append(problems, `field "id": must not contain the NUL character (U+0000)`)
 	}
 	return ev, problems
 }
@@ -248,47 +295,52 @@ func sortedKeys(m map[string]json.RawMessage) []string { return slices.Sorted(ma
 // each event's fields where they lie instead of decoding them twice. It
 // reports false for every body it does not accept exactly as
 // decodeBodyChecked would (anything unusual, not only problems: escaped or
-// duplicate keys, a null event), and decodeBodyChecked then decides.
-func scanBody(body []byte) ([]Event, bool) {
+// duplicate keys, a null event), and decodeBodyChecked then decides. It
+// fails with a *BatchTooLargeError, as decodeBodyChecked would, at event
+// maxBatch+1 of a body whose events it has accepted so far.
+func scanBody(body []byte, maxBatch int) ([]Event, bool, error) {
 	// json.Valid accepts exactly the bodies strictUnmarshal can read: one
 	// value with only " \t\r\n" around it.
 	if !json.Valid(body) {
-		return nil, false
+		return nil, false, nil
 	}
 	b := body
 	i := jsonscan.SkipSpace(b, 0)
 	if b[i] != '{' {
-		return nil, false
+		return nil, false, nil
 	}
 	i = jsonscan.SkipSpace(b, i+1)
 	if b[i] != '"' {
-		return nil, false
+		return nil, false, nil
 	}
 	k := jsonscan.SkipString(b, i)
 	if string(b[i:k]) != `"events"` {
-		return nil, false
+		return nil, false, nil
 	}
 	i = jsonscan.SkipSpace(b, k)
 	i = jsonscan.SkipSpace(b, i+1) // ':'
 	if b[i] != '[' {
-		return nil, false
+		return nil, false, nil
 	}
 	end := jsonscan.SkipValue(b, i)
 	if b[jsonscan.SkipSpace(b, end)] != '}' { // a second member
-		return nil, false
+		return nil, false, nil
 	}
 	arr := b[i:end]
 
-	events := make([]Event, 0, 16)
+	events := make([]Event, 0, min(16, maxBatch))
 	payloadLen := 0
 	var names []string
 	i = jsonscan.SkipSpace(arr, 1)
 	if arr[i] != ']' {
 		for {
+			if len(events) == maxBatch {
+				return nil, false, &BatchTooLargeError{Max: maxBatch}
+			}
 			e := jsonscan.SkipValue(arr, i)
 			ev, ok := scanEvent(arr[i:e], &names)
 			if !ok {
-				return nil, false
+				return nil, false, nil
 			}
 			payloadLen += len(ev.Payload)
 			events = append(events, ev)
@@ -308,7 +360,7 @@ func scanBody(body []byte) ([]Event, bool) {
 		buf = append(buf, events[j].Payload...)
 		events[j].Payload = buf[start:len(buf):len(buf)]
 	}
-	return events, true
+	return events, true, nil
 }
 
 // Envelope fields, as scanEvent numbers them.
@@ -391,7 +443,7 @@ func scanEvent(obj []byte, names *[]string) (Event, bool) {
 		i = jsonscan.SkipSpace(obj, i+1) // ','
 	}
 	const req = 1<<fieldID | 1<<fieldEntityType | 1<<fieldOperation | 1<<fieldPayload
-	if seen&req != req || ev.ID == "" || strings.Contains(ev.ID, MovedSuffix) {
+	if seen&req != req || ev.ID == "" || strings.Contains(ev.ID, MovedSuffix) || strings.IndexByte(ev.ID, 0) >= 0 {
 		return ev, false
 	}
 	return ev, true

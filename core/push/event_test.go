@@ -3,6 +3,8 @@ package push_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,7 +92,7 @@ func TestDecodeBodyValid(t *testing.T) {
 	for name, tc := range tests {
 		t.Run("case="+name, func(t *testing.T) {
 			t.Parallel()
-			got, err := push.DecodeBody([]byte(tc.body))
+			got, err := push.DecodeBody([]byte(tc.body), 100)
 			if err != nil {
 				t.Fatalf("DecodeBody(%s) failed: %v", tc.body, err)
 			}
@@ -136,6 +138,10 @@ func TestDecodeBodyErrors(t *testing.T) {
 			want: &push.BodyError{Msg: "invalid events", Details: []string{`events[0]: unknown field "Id"`, `events[0]: unknown field "zz"`}}},
 		"empty id": {body: body(withField(t, "id", `""`)), want: &push.BodyError{Msg: "invalid events", Details: []string{
 			`events[0]: field "id": must not be empty`}}},
+		"id with a NUL character": {body: body(withField(t, "id", `"evt-\u0000-1"`)), want: &push.BodyError{Msg: "invalid events", Details: []string{
+			`events[0]: field "id": must not contain the NUL character (U+0000)`}}},
+		"NUL id of the second event": {body: body(validEvent, withField(t, "id", `"\u0000"`)), want: &push.BodyError{Msg: "invalid events", Details: []string{
+			`events[1]: field "id": must not contain the NUL character (U+0000)`}}},
 		"id a number": {body: body(withField(t, "id", `1`)), want: &push.BodyError{Msg: "invalid events", Details: []string{
 			`events[0]: field "id": must be a string`}}},
 		"id null": {body: body(withField(t, "id", `null`)), want: &push.BodyError{Msg: "invalid events", Details: []string{
@@ -188,7 +194,7 @@ func TestDecodeBodyErrors(t *testing.T) {
 	for name, tc := range tests {
 		t.Run("case="+name, func(t *testing.T) {
 			t.Parallel()
-			events, err := push.DecodeBody([]byte(tc.body))
+			events, err := push.DecodeBody([]byte(tc.body), 100)
 			var got *push.BodyError
 			if !errors.As(err, &got) {
 				t.Fatalf("DecodeBody(%s) = %v, %v; want a *BodyError", tc.body, events, err)
@@ -213,14 +219,101 @@ func TestDecodeBodyErrors(t *testing.T) {
 	}
 }
 
+// TestDecodeBodyBatchLimit: past maxBatch events DecodeBody stops and
+// answers *BatchTooLargeError, whether the events are well-formed or not,
+// and however many follow; body-level problems found before the events
+// (malformed JSON, an unknown member) are still body errors.
+func TestDecodeBodyBatchLimit(t *testing.T) {
+	t.Parallel()
+	events := func(n int, ev string) string { return body(slices.Repeat([]string{ev}, n)...) }
+	tooLarge := &push.BatchTooLargeError{Max: 3}
+	tests := map[string]struct {
+		body      string
+		wantCount int   // events decoded, when want is nil
+		want      error // *push.BatchTooLargeError or *push.BodyError (Msg compared)
+	}{
+		"at the limit":                   {body: events(3, validEvent), wantCount: 3},
+		"one past the limit":             {body: events(4, validEvent), want: tooLarge},
+		"far past the limit":             {body: events(10000, validEvent), want: tooLarge},
+		"empty events past the limit":    {body: events(200000, `{}`), want: tooLarge},
+		"non-objects past the limit":     {body: `{"events":[1,2,3,4,5,null,"x"]}`, want: tooLarge},
+		"bad fourth event":               {body: events(3, validEvent)[:len(events(3, validEvent))-2] + `,{"id":1}]}`, want: tooLarge},
+		"escaped key, past the limit":    {body: `{"\u0065vents":[{},{},{},{}]}`, want: tooLarge},
+		"invalid events at the limit":    {body: events(3, `{}`), want: &push.BodyError{Msg: "invalid events"}},
+		"malformed, past the limit":      {body: events(10, validEvent) + "x", want: &push.BodyError{Msg: "malformed JSON: trailing data after the JSON value"}},
+		"unknown member, past the limit": {body: `{"events":[{},{},{},{},{}],"x":1}`, want: &push.BodyError{Msg: `unknown field "x" in body`}},
+	}
+	for name, tc := range tests {
+		t.Run("case="+name, func(t *testing.T) {
+			t.Parallel()
+			got, err := push.DecodeBody([]byte(tc.body), 3)
+			if tc.want == nil {
+				if err != nil || len(got) != tc.wantCount {
+					t.Fatalf("DecodeBody = %d events, %v; want %d events", len(got), err, tc.wantCount)
+				}
+				return
+			}
+			if got != nil {
+				t.Errorf("DecodeBody returned %d events along with an error", len(got))
+			}
+			switch want := tc.want.(type) {
+			case *push.BatchTooLargeError:
+				var tl *push.BatchTooLargeError
+				if !errors.As(err, &tl) || *tl != *want {
+					t.Fatalf("DecodeBody = %v (%T), want %#v", err, err, want)
+				}
+				if msg := err.Error(); msg != "batch exceeds the limit of 3 events" {
+					t.Errorf("Error() = %q", msg)
+				}
+			case *push.BodyError:
+				var be *push.BodyError
+				if !errors.As(err, &be) || be.Msg != want.Msg {
+					t.Fatalf("DecodeBody = %v (%T), want a *BodyError %q", err, err, want.Msg)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeBodyDetailsCapped: a body error lists the first MaxDetails
+// problems in order, then how many more there were.
+func TestDecodeBodyDetailsCapped(t *testing.T) {
+	t.Parallel()
+	// 30 empty events: four missing fields each, 120 problems.
+	b := body(slices.Repeat([]string{`{}`}, 30)...)
+	_, err := push.DecodeBody([]byte(b), 100)
+	var be *push.BodyError
+	if !errors.As(err, &be) {
+		t.Fatalf("DecodeBody = %v, want a *BodyError", err)
+	}
+	if len(be.Details) != push.MaxDetails+1 {
+		t.Fatalf("%d details, want %d: %q", len(be.Details), push.MaxDetails+1, be.Details)
+	}
+	var want []string
+	for i := range push.MaxDetails / 4 {
+		for _, f := range []string{"id", "entityType", "operation", "payload"} {
+			want = append(want, fmt.Sprintf("events[%d]: missing field %q", i, f))
+		}
+	}
+	want = append(want, "… and 100 more problems")
+	if diff := cmp.Diff(want, be.Details); diff != "" {
+		t.Errorf("details (-want +got):\n%s", diff)
+	}
+	// At the cap exactly, no summary line.
+	_, err = push.DecodeBody([]byte(body(slices.Repeat([]string{`{}`}, push.MaxDetails/4)...)), 100)
+	if !errors.As(err, &be) || len(be.Details) != push.MaxDetails || strings.HasPrefix(be.Details[len(be.Details)-1], "…") {
+		t.Errorf("at the cap: %v, details %q", err, be.Details)
+	}
+}
+
 // TestDecodeBodyDeterministic: the same body gives the same error every
 // time, whatever the order of map iteration.
 func TestDecodeBodyDeterministic(t *testing.T) {
 	t.Parallel()
 	b := []byte(`{"d":1,"c":2,"b":3,"a":4,"events":[{"z":1,"y":2,"x":3}]}`)
-	_, first := push.DecodeBody(b)
+	_, first := push.DecodeBody(b, 100)
 	for range 50 {
-		if _, err := push.DecodeBody(b); err.Error() != first.Error() {
+		if _, err := push.DecodeBody(b, 100); err.Error() != first.Error() {
 			t.Fatalf("DecodeBody gave %q, then %q", first, err)
 		}
 	}
@@ -245,7 +338,7 @@ func FuzzDecodeBody(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		events, err := push.DecodeBody(b)
+		events, err := push.DecodeBody(b, 100)
 		if err != nil {
 			var be *push.BodyError
 			if !errors.As(err, &be) {

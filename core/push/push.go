@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
@@ -203,10 +202,6 @@ func (s *Service) checkAll(events []Event) ([]*item, []int, verdicts) {
 
 // check does the stateless validation of one event.
 func (s *Service) check(it *item) *EventError {
-	if strings.IndexByte(it.ev.ID, 0) >= 0 {
-		// No database stores it; the client can never succeed with it.
-		return fail(RecordValidationFailure, false, "the event id must not contain the NUL character (U+0000)")
-	}
 	m := s.sch.Model(it.ev.EntityType)
 	if m == nil || !s.own.IsSynced(m.Name) {
 		return fail(InvalidModel, false, "no synced model %q", it.ev.EntityType)
