@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/syncplane/syncplane/internal/nodetest"
+	"github.com/syncplane/syncplane/sdk/nodetest"
 	"github.com/syncplane/syncplane/sdk/pluginwire"
 	"github.com/syncplane/syncplane/sdk/proto/validatorv1"
 )
@@ -44,7 +44,7 @@ var (
 // the sources (see nodetest.Npm).
 func requireBuilt(t *testing.T) string {
 	t.Helper()
-	nodetest.RequireNode(t, "", "the Node plugin needs Node.js and npm (CI has them)")
+	nodetest.RequireNode(t, "SYNCPLANE_TEST_REQUIRE_NODE", "the Node plugin needs Node.js and npm (CI has them)")
 	buildOnce.Do(func() {
 		buildErr = nodetest.Npm(context.Background(), ".", nodetest.CI(), nodetest.Step{
 			Stamp:  "dist/.syncplane-stamp",

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncplane/syncplane/internal/nodetest"
+	"github.com/syncplane/syncplane/sdk/nodetest"
 )
 
 // TestKit runs the kit's node tests. Without node or npm it skips, unless

@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/syncplane/syncplane/internal/nodetest"
+	"github.com/syncplane/syncplane/sdk/nodetest"
 )
 
 // TestBrowser runs driver.mjs once per database (subtests db=sqlite and

@@ -7,6 +7,7 @@
 // lock against concurrent test binaries), builds ./cmd/syncplane, and runs
 // node with a timeout that kills node's whole process group.
 //
-// It lives here, not under sdk/, so that plugins/ may import it too; it
-// imports nothing of syncplane's, so the sdk's tests stay free of core/.
+// It is a plain (not internal) package of sdk/ so that plugins/ may import
+// it too; it imports nothing of syncplane's, so the sdk stays free of
+// core/. Only tests import it.
 package nodetest
