@@ -30,12 +30,12 @@ func (s *fakeStore) Reads() push.Reads                          { return s.Reads
 // some to inject failures.
 type fakeTx struct {
 	LoadFunc            func(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error)
-	AppliedEventsFunc   func(ctx context.Context, ids []string) (map[string]string, error)
+	AppliedEventsFunc   func(ctx context.Context, subject string, ids []string) (map[string]string, error)
 	LastScopesFunc      func(ctx context.Context, model string, keyPaths []string) (map[string]string, error)
 	LockScopesFunc      func(ctx context.Context, scopes []string) (map[string]string, error)
 	UpsertFunc          func(ctx context.Context, model string, recs []schema.Record) error
 	DeleteFunc          func(ctx context.Context, model string, keys [][]any) error
-	AppendChangelogFunc func(ctx context.Context, entries []changelog.Entry, heads map[string]string) error
+	AppendChangelogFunc func(ctx context.Context, entries []changelog.Entry, heads map[string]string, applied store.Applied) error
 	CommitFunc          func() error
 	RollbackFunc        func() error
 }
@@ -45,8 +45,8 @@ var _ push.Tx = (*fakeTx)(nil)
 func (tx *fakeTx) Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error) {
 	return tx.LoadFunc(ctx, model, fields, keys)
 }
-func (tx *fakeTx) AppliedEvents(ctx context.Context, ids []string) (map[string]string, error) {
-	return tx.AppliedEventsFunc(ctx, ids)
+func (tx *fakeTx) AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
+	return tx.AppliedEventsFunc(ctx, subject, ids)
 }
 func (tx *fakeTx) LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
 	return tx.LastScopesFunc(ctx, model, keyPaths)
@@ -54,7 +54,7 @@ func (tx *fakeTx) LastScopes(ctx context.Context, model string, keyPaths []strin
 func (tx *fakeTx) LockScopes(ctx context.Context, scopes []string) (map[string]string, error) {
 	return tx.LockScopesFunc(ctx, scopes)
 }
-func (tx *fakeTx) Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string) error {
+func (tx *fakeTx) Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string, applied store.Applied) error {
 	for _, w := range writes {
 		var err error
 		if len(w.Delete) > 0 {
@@ -66,7 +66,7 @@ func (tx *fakeTx) Apply(ctx context.Context, writes []store.Write, entries []cha
 			return err
 		}
 	}
-	return tx.AppendChangelogFunc(ctx, entries, heads)
+	return tx.AppendChangelogFunc(ctx, entries, heads, applied)
 }
 func (tx *fakeTx) Commit() error   { return tx.CommitFunc() }
 func (tx *fakeTx) Rollback() error { return tx.RollbackFunc() }
@@ -95,7 +95,7 @@ type memDB struct {
 	sch *schema.Schema
 
 	records map[string]map[string]schema.Record // model → scope.KeyJSON(pk) → record
-	applied map[string]string                   // outbox event id → changelog id
+	applied map[ledgerKey]string                // (subject, outbox event id) → changelog id
 	heads   map[string]string                   // scope → last changelog id
 	log     []changelog.Entry
 
@@ -109,7 +109,7 @@ type memDB struct {
 
 func newMemDB(t testing.TB, sch *schema.Schema) *memDB {
 	return &memDB{t: t, sch: sch, records: map[string]map[string]schema.Record{},
-		applied: map[string]string{}, heads: map[string]string{}, upserts: map[string]int{}}
+		applied: map[ledgerKey]string{}, heads: map[string]string{}, upserts: map[string]int{}}
 }
 
 // seed stores a record as if committed long ago.
@@ -133,9 +133,10 @@ func (db *memDB) has(model, id string) bool {
 	return ok
 }
 
-// commitExternal commits a changelog entry as another server process would.
-func (db *memDB) commitExternal(e changelog.Entry) {
-	db.applied[e.OutboxEventID] = e.ID
+// commitExternal commits subject's event's changelog entry as another
+// server process would.
+func (db *memDB) commitExternal(subject string, e changelog.Entry) {
+	db.applied[ledgerKey{subject, e.OutboxEventID}] = e.ID
 	db.heads[e.ScopeKey] = e.ID
 	db.log = append(db.log, e)
 }
@@ -154,7 +155,7 @@ func (db *memDB) entriesOf(eventID string) []changelog.Entry {
 // state is what a test compares to prove that nothing was written.
 type state struct {
 	Records map[string]map[string]schema.Record
-	Applied map[string]string
+	Applied map[ledgerKey]string
 	Heads   map[string]string
 	Log     []changelog.Entry
 }
@@ -186,9 +187,13 @@ type memTx struct {
 	db      *memDB
 	staged  map[string]map[string]schema.Record // model → key → record, nil: deleted
 	entries []changelog.Entry
+	applied map[ledgerKey]string // the ledger rows it adds
 	heads   map[string]string
 	done    bool
 }
+
+// ledgerKey is the idempotency key of an event: its subject and id.
+type ledgerKey struct{ subject, eventID string }
 
 func (tx *memTx) funcs() *fakeTx {
 	return &fakeTx{
@@ -235,17 +240,16 @@ func (tx *memTx) load(_ context.Context, model string, fields []string, keys [][
 	return out, nil
 }
 
-func (tx *memTx) appliedEvents(_ context.Context, ids []string) (map[string]string, error) {
+func (tx *memTx) appliedEvents(_ context.Context, subject string, ids []string) (map[string]string, error) {
 	tx.live("AppliedEvents")
 	out := map[string]string{}
 	for _, id := range ids {
-		if cl, ok := tx.db.applied[id]; ok {
+		k := ledgerKey{subject, id}
+		if cl, ok := tx.db.applied[k]; ok {
 			out[id] = cl
 		}
-		for _, e := range tx.entries {
-			if e.OutboxEventID == id {
-				out[id] = e.ID
-			}
+		if cl, ok := tx.applied[k]; ok {
+			out[id] = cl
 		}
 	}
 	return out, nil
@@ -311,13 +315,24 @@ func (tx *memTx) delete(_ context.Context, model string, keys [][]any) error {
 	return nil
 }
 
-func (tx *memTx) appendChangelog(_ context.Context, entries []changelog.Entry, heads map[string]string) error {
+func (tx *memTx) appendChangelog(_ context.Context, entries []changelog.Entry, heads map[string]string, applied store.Applied) error {
 	tx.live("AppendChangelog")
 	tx.db.appends++
-	for _, e := range entries {
-		if _, dup := tx.db.applied[e.OutboxEventID]; dup {
+	for _, a := range applied.Events {
+		k := ledgerKey{applied.Subject, a.EventID}
+		if _, dup := tx.db.applied[k]; dup {
 			return store.ErrDuplicateEvent
 		}
+		if !slices.ContainsFunc(entries, func(e changelog.Entry) bool { return e.ID == a.ChangelogID && e.OutboxEventID == a.EventID }) {
+			tx.db.t.Errorf("applied event %s names changelog id %s, which is not its entry of this transaction", a.EventID, a.ChangelogID)
+		}
+		if strings.Contains(a.EventID, push.MovedSuffix) {
+			tx.db.t.Errorf("the entry %s of a move is recorded as an applied event", a.EventID)
+		}
+		if tx.applied == nil {
+			tx.applied = map[ledgerKey]string{}
+		}
+		tx.applied[k] = a.ChangelogID
 	}
 	last := maps.Clone(tx.db.heads)
 	for _, e := range entries {
@@ -354,10 +369,8 @@ func (tx *memTx) commit() error {
 			}
 		}
 	}
-	for _, e := range tx.entries {
-		tx.db.applied[e.OutboxEventID] = e.ID
-		tx.db.log = append(tx.db.log, e)
-	}
+	tx.db.log = append(tx.db.log, tx.entries...)
+	maps.Copy(tx.db.applied, tx.applied)
 	maps.Copy(tx.db.heads, tx.heads)
 	return nil
 }

@@ -22,8 +22,10 @@ type Store interface {
 type Reads interface {
 	// Load returns committed records of model whose fields equal one of keys.
 	Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error)
-	// AppliedEvents maps already applied outbox event ids to their changelog ids.
-	AppliedEvents(ctx context.Context, ids []string) (map[string]string, error)
+	// AppliedEvents maps the outbox event ids of ids that subject already
+	// applied to their changelog ids. An event id names one subject's
+	// event: another subject's event with the same id never matches.
+	AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error)
 	// LastScopes maps key paths of model to the scope of their newest entry.
 	LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error)
 }
@@ -34,8 +36,11 @@ type Tx interface {
 	// LockScopes locks the scopes' head rows and returns their last ids.
 	LockScopes(ctx context.Context, scopes []string) (map[string]string, error)
 	// Apply performs the writes in order, then appends the changelog
-	// entries and moves the locked scope heads to the given last ids.
-	Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string) error
+	// entries, records the applied events (for AppliedEvents) and moves
+	// the locked scope heads to the given last ids. An applied event that
+	// another transaction recorded meanwhile fails it with
+	// store.ErrDuplicateEvent.
+	Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string, applied store.Applied) error
 	Commit() error
 	Rollback() error
 }

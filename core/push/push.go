@@ -256,7 +256,7 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 			_ = tx.Rollback()
 		}
 	}()
-	out, live, err := replays(ctx, tx, items, todo)
+	out, live, err := replays(ctx, tx, who.id, items, todo)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +269,7 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 	if len(changes) == 0 {
 		return out, tx.Commit()
 	}
-	ids, heads, err := s.write(ctx, tx, items, changes)
+	ids, heads, err := s.write(ctx, tx, who.id, items, changes)
 	if err != nil {
 		return nil, err
 	}
@@ -285,15 +285,15 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 	return out, nil
 }
 
-// replays answers the events of todo that were applied before with their
-// original changelog ids (nothing is written for them) and returns the
-// others.
-func replays(ctx context.Context, r Reads, items []*item, todo []int) (verdicts, []int, error) {
+// replays answers the events of todo that subject applied before with
+// their original changelog ids (nothing is written for them) and returns
+// the others. The same id from another subject is another event.
+func replays(ctx context.Context, r Reads, subject string, items []*item, todo []int) (verdicts, []int, error) {
 	ids := make([]string, len(todo))
 	for j, i := range todo {
 		ids[j] = items[i].ev.ID
 	}
-	done, err := r.AppliedEvents(ctx, ids)
+	done, err := r.AppliedEvents(ctx, subject, ids)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -200,7 +200,7 @@ func failing(method string, err error) func(int, *fakeTx) {
 		case "Load":
 			tx.LoadFunc = func(context.Context, string, []string, [][]any) ([]schema.Record, error) { return nil, err }
 		case "AppliedEvents":
-			tx.AppliedEventsFunc = func(context.Context, []string) (map[string]string, error) { return nil, err }
+			tx.AppliedEventsFunc = func(context.Context, string, []string) (map[string]string, error) { return nil, err }
 		case "LastScopes":
 			tx.LastScopesFunc = func(context.Context, string, []string) (map[string]string, error) { return nil, err }
 		case "LockScopes":
@@ -210,7 +210,7 @@ func failing(method string, err error) func(int, *fakeTx) {
 		case "Delete":
 			tx.DeleteFunc = func(context.Context, string, [][]any) error { return err }
 		case "AppendChangelog":
-			tx.AppendChangelogFunc = func(context.Context, []changelog.Entry, map[string]string) error { return err }
+			tx.AppendChangelogFunc = func(context.Context, []changelog.Entry, map[string]string, store.Applied) error { return err }
 		case "Commit":
 			// A failed commit leaves the transaction to the caller's Rollback.
 			tx.CommitFunc = func() error { return err }
@@ -350,10 +350,10 @@ func TestPushDuplicateEvent(t *testing.T) {
 				}
 				if n == tc.dupTx {
 					next := tx.AppendChangelogFunc
-					tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string) error {
-						f.db.commitExternal(changelog.Entry{ID: other, Model: "Board", KeyPath: []byte(`["b2"]`),
+					tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string, applied store.Applied) error {
+						f.db.commitExternal("u1", changelog.Entry{ID: other, Model: "Board", KeyPath: []byte(`["b2"]`),
 							Operation: changelog.Create, ScopeKey: "u1", OutboxEventID: "evt-1"})
-						return next(ctx, entries, heads) // fails with store.ErrDuplicateEvent
+						return next(ctx, entries, heads, applied) // fails with store.ErrDuplicateEvent
 					}
 				}
 			}
@@ -377,6 +377,73 @@ func TestPushDuplicateEvent(t *testing.T) {
 				t.Errorf("Begin called %d times, want %d", f.db.begins, tc.wantBegins)
 			}
 		})
+	}
+}
+
+// TestPushIdempotentPerSubject: an event id names one subject's event. Two
+// subjects that use the same id apply two events; a replay answers each
+// its own changelog id and writes nothing; a concurrent commit of the same
+// id by another subject is no duplicate.
+func TestPushIdempotentPerSubject(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, selfOnly)
+	ctx := context.Background()
+	first := map[string]string{}
+	for _, sub := range []string{"u1", "u2"} {
+		res, err := f.svc.Push(ctx, sub, nil, []push.Event{event(t, "evt-same", "Board", "create", board("b-"+sub, sub))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]outcome{applied("evt-same")}, outcomes(t, res)); diff != "" {
+			t.Fatalf("%s: results (-want +got):\n%s", sub, diff)
+		}
+		first[sub] = *res[0].AppliedChangelogID
+		if !f.db.has("Board", "b-"+sub) {
+			t.Errorf("%s: board b-%s not written", sub, sub)
+		}
+	}
+	if first["u1"] == first["u2"] {
+		t.Fatalf("both subjects got changelog id %s", first["u1"])
+	}
+	before := f.db.state()
+	for _, sub := range []string{"u2", "u1"} {
+		res, err := f.svc.Push(ctx, sub, nil, []push.Event{event(t, "evt-same", "Board", "create", board("b-"+sub, sub))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res[0].AppliedChangelogID; res[0].Error != nil || got == nil || *got != first[sub] {
+			t.Errorf("%s replay: %+v, want its own changelog id %s", sub, res[0], first[sub])
+		}
+	}
+	if diff := cmp.Diff(before, f.db.state()); diff != "" {
+		t.Errorf("replays wrote (-before +after):\n%s", diff)
+	}
+
+	// u3's event evt-x commits in another process while u1 applies its
+	// own evt-x: u1's is applied, under its own entry.
+	other, err := changelog.Next("", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.db.wrap = func(n int, tx *fakeTx) {
+		next := tx.AppendChangelogFunc
+		tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string, a store.Applied) error {
+			if n == 1 {
+				f.db.commitExternal("u3", changelog.Entry{ID: other, Model: "User", KeyPath: []byte(`["u3"]`),
+					Operation: changelog.Update, ScopeKey: "u3", OutboxEventID: "evt-x"})
+			}
+			return next(ctx, entries, heads, a)
+		}
+	}
+	res, err := f.svc.Push(ctx, "u1", nil, []push.Event{event(t, "evt-x", "Board", "create", board("b-x", "u1"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res[0].AppliedChangelogID; res[0].Error != nil || got == nil || *got == other {
+		t.Errorf("u1's evt-x: %+v, want applied under its own entry (not u3's %s)", res[0], other)
+	}
+	if !f.db.has("Board", "b-x") {
+		t.Error("u1's evt-x not written")
 	}
 }
 

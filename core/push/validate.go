@@ -17,7 +17,7 @@ import (
 // VALIDATOR_UNAVAILABLE (retryable) when it cannot decide.
 func (s *Service) validate(ctx context.Context, who *caller, items []*item, todo []int) ([]int, verdicts, error) {
 	reads := s.store.Reads()
-	done, live, err := replays(ctx, reads, items, todo)
+	done, live, err := replays(ctx, reads, who.id, items, todo)
 	if err != nil {
 		return nil, nil, err
 	}

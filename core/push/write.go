@@ -14,9 +14,11 @@ import (
 // write allocates changelog ids under the scope locks and writes the
 // accepted changes: consecutive upserts of the batch become one multi-row
 // upsert per model (parents first), consecutive deletes one delete per
-// model (children first). It returns the changelog id of each change's
-// own entry, in order, and the new head of every scope written.
-func (s *Service) write(ctx context.Context, tx Tx, items []*item, changes []change) ([]string, map[string]string, error) {
+// model (children first), and records each change's event as applied by
+// subject under its own entry (a move's other entries are not events). It
+// returns the changelog id of each change's own entry, in order, and the
+// new head of every scope written.
+func (s *Service) write(ctx context.Context, tx Tx, subject string, items []*item, changes []change) ([]string, map[string]string, error) {
 	var scopes []string
 	for _, c := range changes {
 		scopes = append(scopes, c.scope)
@@ -71,12 +73,14 @@ func (s *Service) write(ctx context.Context, tx Tx, items []*item, changes []cha
 			}
 		}
 	}
-	if err := tx.Apply(ctx, s.writes(items, changes), entries, heads); err != nil {
-		return nil, nil, err
-	}
 	ids := make([]string, len(changes))
-	for j := range changes {
+	ledger := store.Applied{Subject: subject, Events: make([]store.AppliedEvent, len(changes))}
+	for j, c := range changes {
 		ids[j] = entries[own[j]].ID
+		ledger.Events[j] = store.AppliedEvent{EventID: items[c.idx].ev.ID, ChangelogID: ids[j]}
+	}
+	if err := tx.Apply(ctx, s.writes(items, changes), entries, heads, ledger); err != nil {
+		return nil, nil, err
 	}
 	return ids, heads, nil
 }

@@ -6,9 +6,12 @@
 // A tenant's records live in typed tables derived from its Prisma schema
 // (see Layout): in the PostgreSQL schema t_<id>, or in the SQLite file
 // <data>/tenants/<id>.db. Next to them sit the tenant's _changelog and
-// _scope_heads tables and a _meta table that remembers the applied layout,
-// so that a schema change can be diffed, applied when it is additive and
-// refused when it is destructive.
+// _scope_heads tables, the _applied_events ledger (push's idempotency key:
+// a subject's event id, see Applied) and a _meta table that remembers the
+// applied layout, so that a schema change can be diffed, applied when it is
+// additive and refused when it is destructive, and the version of these
+// own tables, so that a tenant created by an earlier version is upgraded
+// when it is loaded (see Tenant.upgradeSystem).
 //
 // Every query of a tenant goes through a *Tenant handle made for that tenant:
 // no call takes a tenant id that could be left out. Where PostgreSQL and SQLite

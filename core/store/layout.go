@@ -48,7 +48,7 @@ type ForeignKey struct {
 }
 
 // reserved table names hold syncplane's own per-tenant tables.
-var reserved = map[string]bool{"_changelog": true, "_scope_heads": true, "_meta": true}
+var reserved = map[string]bool{"_changelog": true, "_scope_heads": true, "_meta": true, "_applied_events": true, "_changelog_v2": true}
 
 // LayoutOf derives the tables of the synced models, parents first.
 func LayoutOf(s *schema.Schema, own *schema.Ownership) (Layout, error) {

@@ -255,6 +255,16 @@ func (t *Tenant) pgChangelog(p *pgArgs, entries []changelog.Entry) string {
 		p.bind(scopes, "text[]") + ", " + p.bind(events, "text[]") + ", " + p.bind(created, "timestamptz[]") + ")"
 }
 
+// pgLedger records the applied events of a subject.
+func (t *Tenant) pgLedger(p *pgArgs, a Applied) string {
+	events, entries := make([]string, len(a.Events)), make([]string, len(a.Events))
+	for i, e := range a.Events {
+		events[i], entries[i] = e.EventID, e.ChangelogID
+	}
+	return "INSERT INTO " + t.prefix + `"_applied_events" (subject, event_id, changelog_id, applied_at) SELECT ` +
+		p.bind(a.Subject, "text") + ", e, c, now() FROM unnest(" + p.bind(events, "text[]") + ", " + p.bind(entries, "text[]") + ") AS l(e, c)"
+}
+
 // pgHeads moves the scope heads and, in the same statement, NOTIFYs other
 // processes (delivered on commit, one per touched scope, see Store.Listen).
 func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
@@ -271,8 +281,9 @@ func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
 // pgApply is Apply on PostgreSQL: consecutive upserts go out as one
 // statement, each delete as one of its own (a cascade does not see rows
 // written by the same statement), and the changelog entries and scope
-// heads join the last of these statements (they touch no record).
-func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string) error {
+// heads, with the ledger rows of the applied events, join the last of
+// these statements (they touch no record).
+func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string, applied Applied) error {
 	var runs [][]Write
 	for _, w := range writes {
 		switch {
@@ -295,6 +306,9 @@ func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.En
 				return err
 			}
 			parts = append(parts, q)
+		}
+		if i == len(runs)-1 && len(applied.Events) > 0 {
+			parts = append(parts, x.t.pgLedger(p, applied))
 		}
 		if i == len(runs)-1 && len(entries) > 0 {
 			parts = append(parts, x.t.pgChangelog(p, entries))

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
@@ -24,12 +26,14 @@ type ConstraintError struct {
 
 func (e *ConstraintError) Error() string { return e.Kind + " constraint violated: " + e.Detail }
 
-// ErrDuplicateEvent is returned when a changelog insert hits an outbox event
-// id that another transaction committed meanwhile.
+// ErrDuplicateEvent is returned when a transaction records an applied
+// event (a subject's event id, see Applied) that another transaction
+// committed meanwhile.
 var ErrDuplicateEvent = errors.New("outbox event already applied")
 
-// constraint turns a driver's constraint error into a *ConstraintError and
-// leaves other errors to classify.
+// constraint turns a driver's constraint error into a *ConstraintError (or
+// ErrDuplicateEvent for the ledger of applied events) and leaves other
+// errors to classify.
 func constraint(err error) error {
 	if err == nil {
 		return nil
@@ -38,7 +42,7 @@ func constraint(err error) error {
 	if errors.As(err, &pg) {
 		switch pg.Code {
 		case "23505":
-			if pg.TableName == "_changelog" && strings.Contains(pg.ConstraintName, "outbox_event_id") {
+			if pg.TableName == "_applied_events" {
 				return ErrDuplicateEvent
 			}
 			return &ConstraintError{Kind: "unique", Detail: pg.Detail}
@@ -47,14 +51,24 @@ func constraint(err error) error {
 		}
 		return classify(err)
 	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "UNIQUE constraint failed: _changelog.outbox_event_id"):
-		return ErrDuplicateEvent
-	case strings.Contains(msg, "UNIQUE constraint failed"):
-		return &ConstraintError{Kind: "unique", Detail: strings.TrimSpace(msg[strings.Index(msg, "UNIQUE"):])}
-	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
-		return &ConstraintError{Kind: "foreign key", Detail: "a referenced record does not exist, or the record is still referenced"}
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		// The extended code says which constraint failed; SQLite names
+		// the table only in the message.
+		msg := se.Error()
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			if strings.Contains(msg, "_applied_events.") {
+				return ErrDuplicateEvent
+			}
+			detail := msg
+			if i := strings.Index(msg, "UNIQUE"); i >= 0 {
+				detail = strings.TrimSpace(msg[i:])
+			}
+			return &ConstraintError{Kind: "unique", Detail: detail}
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY, sqlite3.SQLITE_CONSTRAINT_TRIGGER: // TRIGGER: an ON DELETE RESTRICT
+			return &ConstraintError{Kind: "foreign key", Detail: "a referenced record does not exist, or the record is still referenced"}
+		}
 	}
 	return classify(err)
 }
@@ -201,28 +215,32 @@ func (x *Tx) Load(ctx context.Context, model string, fields []string, keys [][]a
 	return x.t.load(ctx, x.tx, model, fields, keys)
 }
 
-// AppliedEvents maps each of ids that has a changelog entry to that entry's id.
-func (x *Tx) AppliedEvents(ctx context.Context, ids []string) (map[string]string, error) {
-	return x.t.appliedEvents(ctx, x.tx, ids)
+// AppliedEvents maps each of ids that subject applied before to the id of
+// that event's changelog entry, from the _applied_events ledger. Another
+// subject's events never match: an event id names one subject's event.
+func (x *Tx) AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
+	return x.t.appliedEvents(ctx, x.tx, subject, ids)
 }
 
 // AppliedEvents is Tx.AppliedEvents outside a transaction.
-func (t *Tenant) AppliedEvents(ctx context.Context, ids []string) (map[string]string, error) {
-	return t.appliedEvents(ctx, t.db, ids)
+func (t *Tenant) AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
+	return t.appliedEvents(ctx, t.db, subject, ids)
 }
 
-func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, ids []string) (map[string]string, error) {
+func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, subject string, ids []string) (map[string]string, error) {
 	out := map[string]string{}
 	if len(ids) == 0 {
 		return out, nil
 	}
 	var rows *sql.Rows
 	var err error
+	const q = "SELECT event_id, changelog_id FROM "
 	if t.d.name() == "postgres" {
 		p := &pgArgs{}
-		rows, err = pgQuery(ctx, db, p, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id = ANY(`+p.bind(ids, "text[]")+")")
+		rows, err = pgQuery(ctx, db, p, q+t.prefix+`"_applied_events" WHERE subject = `+p.bind(subject, "text")+
+			" AND event_id = ANY("+p.bind(ids, "text[]")+")")
 	} else {
-		rows, err = db.QueryContext(ctx, "SELECT outbox_event_id, id FROM "+t.prefix+`"_changelog" WHERE outbox_event_id IN (?)`, bun.In(ids))
+		rows, err = db.QueryContext(ctx, q+t.prefix+`"_applied_events" WHERE subject = ? AND event_id IN (?)`, subject, bun.In(ids))
 	}
 	if err != nil {
 		return nil, classify(err)
@@ -313,19 +331,19 @@ func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string
 
 // Upsert writes whole records of model, inserting or replacing by primary key.
 func (x *Tx) Upsert(ctx context.Context, model string, recs []schema.Record) error {
-	return x.Apply(ctx, []Write{{Model: model, Upsert: recs}}, nil, nil)
+	return x.Apply(ctx, []Write{{Model: model, Upsert: recs}}, nil, nil, Applied{})
 }
 
 // Delete removes the records of model with the given primary keys; the
 // database applies each relation's onDelete to their children.
 func (x *Tx) Delete(ctx context.Context, model string, keys [][]any) error {
-	return x.Apply(ctx, []Write{{Model: model, Delete: keys}}, nil, nil)
+	return x.Apply(ctx, []Write{{Model: model, Delete: keys}}, nil, nil, Applied{})
 }
 
 // AppendChangelog inserts entries and moves the locked scope heads to the
-// given last ids.
+// given last ids; it records no applied event.
 func (x *Tx) AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error {
-	return x.Apply(ctx, nil, entries, heads)
+	return x.Apply(ctx, nil, entries, heads, Applied{})
 }
 
 func (t *Tenant) info(model string) (*tableInfo, error) {

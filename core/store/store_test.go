@@ -228,7 +228,7 @@ func TestTenantTables(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
 		kanbanTenant(t, e.st, "acme-eu")
 		c := openCatalog(t, e, "acme-eu")
-		tables := []string{"Card", "Comment", "Member", "Pin", "Value", "Workspace", "_changelog", "_meta", "_scope_heads", "boards"}
+		tables := []string{"Card", "Comment", "Member", "Pin", "Value", "Workspace", "_applied_events", "_changelog", "_meta", "_scope_heads", "boards"}
 		if diff := cmp.Diff(tables, c.tables()); diff != "" {
 			t.Errorf("tables (-want +got):\n%s", diff)
 		}
@@ -276,8 +276,11 @@ func TestTenantTables(t *testing.T) {
 			"_changelog": {
 				Columns:    []string{"id", "model", "key_path", "operation", "scope_key", "outbox_event_id", "created_at"},
 				PrimaryKey: []string{"id"},
-				Uniques:    []string{"outbox_event_id"},
 				Indexes:    []string{"model,key_path,id", "scope_key,id"},
+			},
+			"_applied_events": {
+				Columns:    []string{"subject", "event_id", "changelog_id", "applied_at"},
+				PrimaryKey: []string{"subject", "event_id"},
 			},
 			"_scope_heads": {
 				Columns:    []string{"scope_key", "last_id"},
@@ -574,6 +577,26 @@ func entries(t *testing.T, scope, last string, n int, event string) []changelog.
 // appendEntries locks the scope, appends the entries and moves its head.
 func appendEntries(t *testing.T, tn *store.Tenant, es []changelog.Entry) error {
 	t.Helper()
+	return appendApplied(t, tn, "", es)
+}
+
+// ledger records every entry of es as subject's applied event.
+func ledger(subject string, es []changelog.Entry) store.Applied {
+	a := store.Applied{Subject: subject}
+	for _, e := range es {
+		a.Events = append(a.Events, store.AppliedEvent{EventID: e.OutboxEventID, ChangelogID: e.ID})
+	}
+	return a
+}
+
+// appendApplied is appendEntries that also records the entries as events
+// subject applied (none when subject is "").
+func appendApplied(t *testing.T, tn *store.Tenant, subject string, es []changelog.Entry) error {
+	t.Helper()
+	applied := store.Applied{}
+	if subject != "" {
+		applied = ledger(subject, es)
+	}
 	return inTx(t, tn, func(x *store.Tx) error {
 		heads := map[string]string{}
 		var scopes []string
@@ -587,7 +610,7 @@ func appendEntries(t *testing.T, tn *store.Tenant, es []changelog.Entry) error {
 		if _, err := x.LockScopes(t.Context(), scopes); err != nil {
 			return err
 		}
-		return x.AppendChangelog(t.Context(), es, heads)
+		return x.Apply(t.Context(), nil, es, heads, applied)
 	})
 }
 
@@ -607,7 +630,7 @@ func TestChangelog(t *testing.T) {
 				t.Errorf("LockScopes of new scopes (-want +got):\n%s", diff)
 			}
 			first = entries(t, "s1", "", 3, "ev-a")
-			return x.AppendChangelog(ctx, first, map[string]string{"s1": first[2].ID})
+			return x.Apply(ctx, nil, first, map[string]string{"s1": first[2].ID}, ledger("u1", first))
 		})
 		if err != nil {
 			t.Fatalf("append: %v", err)
@@ -626,16 +649,19 @@ func TestChangelog(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// AppliedEvents finds committed outbox events only.
+		// AppliedEvents finds the committed events of the subject only.
 		err = inTx(t, tn, func(x *store.Tx) error {
-			got, err := x.AppliedEvents(ctx, []string{"ev-a-0", "ev-a-2", "ev-unknown"})
+			got, err := x.AppliedEvents(ctx, "u1", []string{"ev-a-0", "ev-a-2", "ev-unknown"})
 			if err != nil {
 				return err
 			}
 			if diff := cmp.Diff(map[string]string{"ev-a-0": first[0].ID, "ev-a-2": first[2].ID}, got); diff != "" {
 				t.Errorf("AppliedEvents (-want +got):\n%s", diff)
 			}
-			if got, err := x.AppliedEvents(ctx, nil); err != nil || len(got) != 0 {
+			if got, err := x.AppliedEvents(ctx, "u2", []string{"ev-a-0", "ev-a-2"}); err != nil || len(got) != 0 {
+				t.Errorf("AppliedEvents of another subject = %v, %v", got, err)
+			}
+			if got, err := x.AppliedEvents(ctx, "u1", nil); err != nil || len(got) != 0 {
 				t.Errorf("AppliedEvents(nil) = %v, %v", got, err)
 			}
 			return nil
@@ -644,10 +670,11 @@ func TestChangelog(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// A second transaction with an already applied event id fails
-		// with ErrDuplicateEvent, and leaves nothing behind.
+		// A second transaction that records an event the subject applied
+		// already fails with ErrDuplicateEvent, and leaves nothing behind;
+		// another subject's event with the same id is another event.
 		dup := entries(t, "s1", first[2].ID, 1, "ev-a")
-		err = appendEntries(t, tn, dup)
+		err = appendApplied(t, tn, "u1", dup)
 		if !errors.Is(err, store.ErrDuplicateEvent) {
 			t.Fatalf("duplicate outbox event id: %v, want ErrDuplicateEvent", err)
 		}
@@ -655,9 +682,26 @@ func TestChangelog(t *testing.T) {
 		if errors.As(err, &ce) {
 			t.Errorf("duplicate outbox event is also a ConstraintError: %v", err)
 		}
+		if got, err := tn.Changes(ctx, "s1", first[2].ID, 10); err != nil || len(got) != 0 {
+			t.Errorf("a refused duplicate left entries %v, %v", got, err)
+		}
+		if err := appendApplied(t, tn, "u2", dup); err != nil {
+			t.Fatalf("the same event id from another subject: %v", err)
+		}
+		err = inTx(t, tn, func(x *store.Tx) error {
+			got, err := x.AppliedEvents(ctx, "u2", []string{"ev-a-0"})
+			if diff := cmp.Diff(map[string]string{"ev-a-0": dup[0].ID}, got); err != nil || diff != "" {
+				t.Errorf("AppliedEvents of u2 (-want +got):\n%s %v", diff, err)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = append(first, dup...)
 
 		// Changes pages by scope and id.
-		more := entries(t, "s1", first[2].ID, 2, "ev-b")
+		more := entries(t, "s1", first[3].ID, 2, "ev-b")
 		other := entries(t, "s2", "", 2, "ev-c")
 		if err := appendEntries(t, tn, append(slices.Clone(more), other...)); err != nil {
 			t.Fatal(err)
@@ -676,7 +720,7 @@ func TestChangelog(t *testing.T) {
 			pages = append(pages, page)
 			after = page[len(page)-1].ID
 		}
-		if diff := cmp.Diff([][]changelog.Entry{all[0:2], all[2:4], all[4:5]}, pages); diff != "" {
+		if diff := cmp.Diff([][]changelog.Entry{all[0:2], all[2:4], all[4:6]}, pages); diff != "" {
 			t.Errorf("pages of s1 (-want +got):\n%s", diff)
 		}
 		got, err := tn.Changes(ctx, "s2", "", 100)
@@ -1063,7 +1107,7 @@ func TestTenantIsolation(t *testing.T) {
 			t.Errorf("acme-eu sees acme's changes: %v, %v", got, err)
 		}
 		err = inTx(t, eu, func(x *store.Tx) error {
-			if got, err := x.AppliedEvents(ctx, []string{"ev-0"}); err != nil || len(got) != 0 {
+			if got, err := x.AppliedEvents(ctx, "w1", []string{"ev-0"}); err != nil || len(got) != 0 {
 				t.Errorf("acme-eu AppliedEvents = %v, %v", got, err)
 			}
 			if got, err := x.LastScopes(ctx, "Card", []string{`["w1-0"]`}); err != nil || len(got) != 0 {

@@ -117,7 +117,7 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 	// Unchanged layout (every start, every reload of an unchanged schema):
 	// no write transaction, so no wait for SQLite's write lock.
 	want, _ := json.Marshal(layout)
-	if have, err := t.storedLayout(ctx); err == nil && have == string(want) {
+	if have, system, err := t.storedMeta(ctx); err == nil && have == string(want) && system == systemVersion {
 		return nil
 	}
 	conn, err := t.db.Conn(ctx)
@@ -148,6 +148,9 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 				return fmt.Errorf("tenant %s: %s: %w", t.id, stmt, classify(err))
 			}
 		}
+		if err := t.upgradeSystem(ctx, tx); err != nil {
+			return err
+		}
 		var old Layout
 		var raw string
 		err := tx.QueryRowContext(ctx, "SELECT value FROM "+t.prefix+`"_meta" WHERE key = 'layout'`).Scan(&raw)
@@ -173,25 +176,123 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 			}
 		}
 		b, _ := json.Marshal(layout)
-		_, err = tx.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_meta" (key, value) VALUES ('layout', ?)
-			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, string(b))
+		_, err = tx.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_meta" (key, value) VALUES ('layout', ?), ('system', ?)
+			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, string(b), systemVersion)
 		return classify(err)
 	})
 }
 
-// systemDDL creates syncplane's own tables of a tenant.
+// systemVersion is the version of syncplane's own tables of a tenant,
+// kept under the key "system" in its _meta table:
+//
+//   - none (tenants created before it existed): a changelog entry's
+//     outbox_event_id was unique in the tenant and was the idempotency key
+//     of push;
+//   - "2": the _applied_events ledger holds the idempotency key, (subject,
+//     event id), and outbox_event_id is a plain column.
+const systemVersion = "2"
+
+// systemDDL creates syncplane's own tables of a tenant, as systemVersion
+// has them.
+//
+// _applied_events is the ledger of applied events: push records each
+// event it applies under (subject, event_id) with the id of its own
+// changelog entry, in the same transaction, and answers a replay from it
+// (Tx.AppliedEvents). The changelog keeps outbox_event_id for readers
+// (pull sends it as outboxEventId); nothing reads the changelog by it, so
+// it has no index.
 func (t *Tenant) systemDDL() []string {
 	txt := t.d.sortedText()
 	return []string{
 		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_meta" (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_changelog" (` +
-			"id " + txt + " PRIMARY KEY, model TEXT NOT NULL, key_path TEXT NOT NULL, operation TEXT NOT NULL, " +
-			"scope_key " + txt + " NOT NULL, outbox_event_id TEXT NOT NULL UNIQUE, created_at " + t.d.timestampType() + " NOT NULL)",
+		t.changelogDDL(`"_changelog"`),
 		`CREATE INDEX IF NOT EXISTS "_changelog_scope_id" ON ` + t.prefix + `"_changelog" (scope_key, id)`,
 		`CREATE INDEX IF NOT EXISTS "_changelog_record" ON ` + t.prefix + `"_changelog" (model, key_path, id)`,
 		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_scope_heads" (scope_key ` + txt + " PRIMARY KEY, last_id TEXT NOT NULL)",
+		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_applied_events" (subject ` + txt + " NOT NULL, event_id " + txt + " NOT NULL, " +
+			"changelog_id TEXT NOT NULL, applied_at " + t.d.timestampType() + " NOT NULL, PRIMARY KEY (subject, event_id))",
 	}
 }
+
+func (t *Tenant) changelogDDL(name string) string {
+	txt := t.d.sortedText()
+	return "CREATE TABLE IF NOT EXISTS " + t.prefix + name + " (" +
+		"id " + txt + " PRIMARY KEY, model TEXT NOT NULL, key_path TEXT NOT NULL, operation TEXT NOT NULL, " +
+		"scope_key " + txt + " NOT NULL, outbox_event_id TEXT NOT NULL, created_at " + t.d.timestampType() + " NOT NULL)"
+}
+
+// upgradeSystem brings syncplane's own tables of a tenant created by an
+// earlier version to systemVersion, inside the migration's transaction
+// (after systemDDL has created what is missing). It does nothing when the
+// tenant is at systemVersion already, or new.
+//
+// To version 2: the applied events are copied from the changelog into the
+// _applied_events ledger, then the changelog's unique constraint on
+// outbox_event_id goes. The old changelog does not say which subject
+// pushed an entry; the copy takes the entry's scope for its subject, which
+// is right under the default policy (a subject writes its own scope, whose
+// key is its id). In a scope that several subjects write (an organisation
+// granted through roles), an old event is credited to the scope: sent again
+// by its real subject, it is applied again (a create or an update is an
+// upsert of the same record, a delete deletes again) instead of answering
+// its first changelog id. The entries a move wrote (ids with MovedSuffix)
+// are not events and are not copied.
+//
+// On PostgreSQL the copy only reads the changelog, so pushes of processes
+// still running the previous version go on meanwhile; dropping the
+// constraint comes last and holds the changelog's lock only until the
+// commit. An event such a process applies after the copy has no ledger
+// row: sent again after the upgrade, it is applied again. On SQLite the
+// changelog is rebuilt without the constraint (SQLite cannot drop one),
+// under the migration's write lock.
+func (t *Tenant) upgradeSystem(ctx context.Context, tx bun.Tx) error {
+	var version string
+	err := tx.QueryRowContext(ctx, "SELECT value FROM "+t.prefix+`"_meta" WHERE key = 'system'`).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("tenant %s: system version: %w", t.id, classify(err))
+	}
+	if version == systemVersion {
+		return nil
+	}
+	notMoved := "instr(outbox_event_id, '" + movedSuffix + "') = 0"
+	if t.d.name() == "postgres" {
+		notMoved = "strpos(outbox_event_id, '" + movedSuffix + "') = 0"
+	}
+	stmts := []string{"INSERT INTO " + t.prefix + `"_applied_events" (subject, event_id, changelog_id, applied_at) ` +
+		"SELECT scope_key, outbox_event_id, id, created_at FROM " + t.prefix + `"_changelog" WHERE ` + notMoved +
+		" ON CONFLICT (subject, event_id) DO NOTHING"}
+	if t.d.name() == "postgres" {
+		stmts = append(stmts, "ALTER TABLE "+t.prefix+`"_changelog" DROP CONSTRAINT IF EXISTS "_changelog_outbox_event_id_key"`)
+	} else {
+		var unique int
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_index_list('_changelog') WHERE "unique" = 1 AND origin = 'u'`).Scan(&unique)
+		if err != nil {
+			return fmt.Errorf("tenant %s: changelog indexes: %w", t.id, classify(err))
+		}
+		if unique > 0 {
+			stmts = append(stmts,
+				`DROP TABLE IF EXISTS "_changelog_v2"`,
+				t.changelogDDL(`"_changelog_v2"`),
+				`INSERT INTO "_changelog_v2" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) `+
+					`SELECT id, model, key_path, operation, scope_key, outbox_event_id, created_at FROM "_changelog"`,
+				`DROP TABLE "_changelog"`,
+				`ALTER TABLE "_changelog_v2" RENAME TO "_changelog"`)
+			stmts = append(stmts, t.systemDDL()...) // the changelog's indexes went with the old table
+		}
+	}
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("tenant %s: upgrade to system version %s: %s: %w", t.id, systemVersion, stmt, classify(err))
+		}
+	}
+	return nil
+}
+
+// movedSuffix is push.MovedSuffix (store cannot import push): it marks
+// the outbox event ids of the entries a move between scopes writes.
+const movedSuffix = "~moved-"
 
 // changeDDL renders one additive change.
 func (t *Tenant) changeDDL(c Change, now time.Time) []string {
@@ -268,20 +369,32 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-// storedLayout reads the applied layout, "" when there is none yet.
-func (t *Tenant) storedLayout(ctx context.Context) (string, error) {
+// storedMeta reads the applied layout and system version, "" when there
+// is none yet.
+func (t *Tenant) storedMeta(ctx context.Context) (layout, system string, err error) {
 	var exists bool
 	q := "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_meta'"
 	if t.d.name() == "postgres" {
 		q = "SELECT to_regclass('" + strings.ReplaceAll(t.prefix, "'", "''") + `"_meta"') IS NOT NULL`
 	}
 	if err := t.db.QueryRowContext(ctx, q).Scan(&exists); err != nil || !exists {
-		return "", err
+		return "", "", err
 	}
-	var have string
-	err := t.db.QueryRowContext(ctx, "SELECT value FROM "+t.prefix+`"_meta" WHERE key = 'layout'`).Scan(&have)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
+	rows, err := t.db.QueryContext(ctx, "SELECT key, value FROM "+t.prefix+`"_meta" WHERE key IN ('layout', 'system')`)
+	if err != nil {
+		return "", "", err
 	}
-	return have, err
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return "", "", err
+		}
+		if k == "layout" {
+			layout = v
+		} else {
+			system = v
+		}
+	}
+	return layout, system, rows.Err()
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
@@ -18,23 +19,41 @@ type Write struct {
 	Delete [][]any
 }
 
-// Apply performs writes in order, then inserts entries and moves the
-// locked scope heads to the given last ids (on PostgreSQL the same
-// statement NOTIFYs other processes, delivered on commit: see
-// Store.Listen).
+// Applied names the events a push transaction applies, for idempotency:
+// one row per event in the tenant's _applied_events ledger, keyed by
+// (Subject, EventID). An event id names one subject's event: another
+// subject's event with the same id is another event.
+type Applied struct {
+	Subject string
+	Events  []AppliedEvent
+}
+
+// AppliedEvent is one applied event: its outbox event id and the id of
+// its own changelog entry.
+type AppliedEvent struct {
+	EventID     string
+	ChangelogID string
+}
+
+// Apply performs writes in order, then inserts entries, records the
+// applied events in the ledger and moves the locked scope heads to the
+// given last ids (on PostgreSQL the same statement NOTIFYs other
+// processes, delivered on commit: see Store.Listen). A ledger row that
+// another transaction committed meanwhile (the same subject's event
+// applied concurrently) fails with ErrDuplicateEvent.
 //
 // On PostgreSQL, consecutive upserts go to the database as one statement
 // (data-modifying subqueries see one snapshot, which is safe because each
 // model appears once in a run of upserts and the foreign keys are checked
 // at the end of the statement); a delete cascades, and a cascade does not
 // see rows written by the same statement, so each delete is a statement
-// of its own. The changelog entries and the heads join the last
-// statement. A batch without deletes is one statement. SQLite (no
+// of its own. The changelog entries, the ledger rows and the heads join
+// the last statement. A batch without deletes is one statement. SQLite (no
 // data-modifying subqueries, and no round trips to save) runs one
 // statement per step.
-func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string) error {
+func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string, applied Applied) error {
 	if x.t.d.name() == "postgres" {
-		return x.pgApply(ctx, writes, entries, heads)
+		return x.pgApply(ctx, writes, entries, heads, applied)
 	}
 	var stmts []stmt
 	for _, w := range writes {
@@ -45,6 +64,9 @@ func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entr
 		if st.sql != "" {
 			stmts = append(stmts, st)
 		}
+	}
+	if len(applied.Events) > 0 {
+		stmts = append(stmts, x.t.ledgerSQL(applied))
 	}
 	if len(entries) > 0 {
 		stmts = append(stmts, x.t.changelogSQL(entries))
@@ -115,6 +137,21 @@ func (t *Tenant) changelogSQL(entries []changelog.Entry) stmt {
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
 		args = append(args, e.ID, e.Model, string(e.KeyPath), string(e.Operation), e.ScopeKey, e.OutboxEventID,
 			t.d.encode(schema.DateTime, e.CreatedAt))
+	}
+	return stmt{sql: b.String(), args: args}
+}
+
+func (t *Tenant) ledgerSQL(a Applied) stmt {
+	var b strings.Builder
+	args := make([]any, 0, 4*len(a.Events))
+	now := t.d.encode(schema.DateTime, time.Now().UTC())
+	b.WriteString("INSERT INTO " + t.prefix + `"_applied_events" (subject, event_id, changelog_id, applied_at) VALUES `)
+	for i, e := range a.Events {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?)")
+		args = append(args, a.Subject, e.EventID, e.ChangelogID, now)
 	}
 	return stmt{sql: b.String(), args: args}
 }

@@ -113,7 +113,7 @@ func TestApply(t *testing.T) {
 				if len(entries) > 0 {
 					heads["w1"] = entries[len(entries)-1].ID
 				}
-				return x.Apply(ctx, writes, entries, heads)
+				return x.Apply(ctx, writes, entries, heads, ledger("u1", entries))
 			})
 		}
 
