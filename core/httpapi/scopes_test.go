@@ -68,6 +68,9 @@ p, viewer, *, *, pull, allow
 # tina may read tasks of team-42, nothing else there
 g, tina, taskreader, team-42
 p, taskreader, team-42, Task, pull, allow
+# fan may read every fan-* team, fanwriter owns them (many scopes)
+g, fan, viewer, fan-*
+g, fanwriter, owner, fan-*
 # nobody deletes audit entries, owners included
 p, *, *, AuditEntry, delete, deny
 `

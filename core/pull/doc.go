@@ -1,8 +1,11 @@
 // Package pull serves a tenant's changelog to a client: the server side of
-// prisma-idb's pull. A page holds the entries of the subject's scope after
+// prisma-idb's pull. A page holds the entries of the subject's scopes after
 // the client's cursor, oldest first, each with its record's current state
-// (null when the record is gone or no longer readable by the subject),
-// read with the page: on PostgreSQL one statement returns the entries, their
-// records and each record's current scopes (elsewhere one more query per
-// model on the page), never one per entry.
+// (null when the record is gone or no longer readable by the subject). The
+// entries and their records come from one statement (store.Tenant.ReadPage)
+// and are taken one at a time until the page's limit or its byte budget
+// (pullPageBytes) is reached; a record named by several entries of a page
+// is read and encoded once. A union pull's cursor holds a position per
+// scope, inline when small and otherwise stored in the tenant's database
+// (cursor.go), so that it stays small whatever the number of scopes.
 package pull

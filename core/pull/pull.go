@@ -18,12 +18,15 @@ import (
 
 // Store reads one tenant's changelog and records.
 type Store interface {
-	// ChangesWithRecords returns at most limit entries of the given scopes,
-	// each after its own cursor id ("" for the beginning), merged in id
-	// order, each with its record's current state and scopes.
-	ChangesWithRecords(ctx context.Context, after map[string]string, limit int) ([]store.PageEntry, error)
+	// ReadPage hands fn, one at a time and in id order, at most limit
+	// entries of the given scopes, each after its own cursor id ("" for the
+	// beginning), each with its record's current state and scopes the
+	// first time the page names that record (Repeat on later entries of the
+	// same record); fn returns false to stop reading.
+	ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*store.PageEntry) (bool, error)) error
 	// ScopesLike lists the existing scopes matching keyMatch patterns.
 	ScopesLike(ctx context.Context, patterns []string) ([]string, error)
+	CursorStore
 }
 
 // Authorizer decides whether subject, with its token's per-scope roles,
@@ -86,7 +89,14 @@ type LogWithRecord struct {
 type Limits struct {
 	PageSize int // default limit
 	PageMax  int // largest limit honored; larger ones are capped
+	// PageBytes: a page stops growing before its response would exceed
+	// this many bytes; it always holds at least one entry. 0 is
+	// DefaultPageBytes.
+	PageBytes int
 }
+
+// DefaultPageBytes is the page budget when Limits.PageBytes is 0 (4 MiB).
+const DefaultPageBytes = 4 << 20
 
 // DecodeRequest reads a pull body strictly: unknown fields, a cursor that
 // is not a changelog id, or a limit below 1 are a *RequestError. An empty
@@ -176,8 +186,8 @@ func (s *Service) Pull(ctx context.Context, subject string, roles map[string]str
 	var cur cursor
 	if req.LastChangelogID != nil {
 		var err error
-		if cur, err = decodeCursor(*req.LastChangelogID); err != nil {
-			return nil, &RequestError{Msg: err.Error()}
+		if cur, err = s.cursor(ctx, *req.LastChangelogID); err != nil {
+			return nil, err
 		}
 	}
 	who := &reader{id: subject, roles: roles, decisions: map[[2]string]bool{}}
@@ -222,11 +232,25 @@ func (s *Service) Pull(ctx context.Context, subject string, roles map[string]str
 	if resp.Cursor != nil && *resp.Cursor != "" {
 		// Entries the subject may not see may have moved the cursor.
 		req.LastChangelogID = resp.Cursor
-		if cur, err = decodeCursor(*resp.Cursor); err != nil {
+		if cur, err = s.cursor(ctx, *resp.Cursor); err != nil {
 			return nil, err
 		}
 	}
 	return s.page(ctx, who, req, cur, scopes, limit)
+}
+
+// cursor decodes a request's cursor and reads its stored positions.
+func (s *Service) cursor(ctx context.Context, text string) (cursor, error) {
+	cur, err := decodeCursor(text)
+	if err != nil {
+		return cur, &RequestError{Msg: err.Error()}
+	}
+	return cur.load(ctx, s.store)
+}
+
+// nextCursor is the union cursor after reading entries of scopes from cur.
+func (s *Service) nextCursor(ctx context.Context, cur cursor, scopes []string, read []changelog.Entry) (string, error) {
+	return cur.encode(ctx, s.store, cur.advance(scopes, read))
 }
 
 type waitStopKey struct{}
@@ -243,62 +267,116 @@ func waitStop(ctx context.Context) <-chan struct{} {
 	return done // nil: never
 }
 
-// page reads one page of scopes after cur.
+// page reads one page of scopes after cur: at most limit entries, and no
+// more than the page budget of response bytes (but at least one entry).
+//
+// The entries arrive one at a time (Store.ReadPage). A record is encoded
+// once, at its first visible entry on the page, and the page's later
+// entries of that record share the encoding, so the page holds each record
+// it shows once; an entry is counted in the budget with its record (the
+// response repeats it), and reading stops at the first entry that would
+// pass the budget: the server keeps no more than the budget of records,
+// and the cursor stands at the last entry the page took (or passed over).
 func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (*Response, error) {
 	after := make(map[string]string, len(scopes))
 	for _, sc := range scopes {
 		after[sc] = cur.after(sc)
 	}
+	budget := s.limits.PageBytes
+	if budget <= 0 {
+		budget = DefaultPageBytes
+	}
+	// The envelope and the cursor are bounded (see maxCursorBytes).
+	budget -= len(`{"cursor":,"logsWithRecords":[]}`) + maxCursorBytes
+	resp := &Response{Cursor: req.LastChangelogID, LogsWithRecords: []LogWithRecord{}}
+	var (
+		read    []changelog.Entry            // what the cursor moves past
+		encoded = map[string]encodedRecord{} // record → its JSON on this page
+		size    int                          // bytes of the entries taken
+		scratch []byte
+	)
 	// Entries of models the subject may not pull are passed over: the
 	// cursor moves past them, the client never sees them. A page made only
 	// of such entries would look like the end to the client, so reading
 	// goes on until a page has something to show or the stream ends.
-	read := make([]changelog.Entry, 0, limit)
-	visible := make([]store.PageEntry, 0, limit)
 	for {
-		entries, err := s.store.ChangesWithRecords(ctx, after, limit)
+		n, stop := 0, false
+		err := s.store.ReadPage(ctx, after, limit, func(e *store.PageEntry) (bool, error) {
+			n++
+			ok, err := who.allow(s.authz, e.ScopeKey, e.Model)
+			if err != nil {
+				return false, err
+			}
+			key := e.Model + "\x00" + string(e.KeyPath)
+			rec := encoded[key]
+			switch {
+			case e.Repeat:
+			case ok: // encoded below, when the entry is taken
+				rec = encodedRecord{entry: e}
+			default: // not kept: a later entry of the record reads it again
+				rec = encodedRecord{}
+			}
+			encoded[key] = rec
+			if !ok {
+				read = append(read, e.Entry)
+				after[e.ScopeKey] = e.ID
+				return true, nil
+			}
+			if rec.entry == nil && rec.json == nil {
+				// Its record came with an entry that was passed over: read
+				// again from here, where this entry is the record's first.
+				stop = true
+				return false, nil
+			}
+			if rec.json == nil {
+				if rec.json, err = s.record(who, rec.entry); err != nil {
+					return false, err
+				}
+				rec.entry = nil // the encoding is kept, not the record
+				encoded[key] = rec
+			}
+			l := LogWithRecord{ID: e.ID, ChangelogID: e.ID, Model: e.Model, KeyPath: e.KeyPath, Operation: string(e.Operation),
+				ScopeKey: e.ScopeKey, OutboxEventID: e.OutboxEventID, Record: rec.json}
+			scratch = l.appendJSON(scratch[:0], false)
+			sz := len(scratch) + len(l.Record) + 1 // and the comma before it
+			if len(resp.LogsWithRecords) > 0 && size+sz > budget {
+				stop = true
+				return false, nil
+			}
+			size += sz
+			resp.LogsWithRecords = append(resp.LogsWithRecords, l)
+			read = append(read, e.Entry)
+			after[e.ScopeKey] = e.ID
+			return true, nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
-			read = append(read, e.Entry)
-			after[e.ScopeKey] = e.ID
-			ok, err := who.allow(s.authz, e.ScopeKey, e.Model)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				visible = append(visible, e)
-			}
-		}
-		if len(visible) > 0 || len(entries) < limit {
+		if len(resp.LogsWithRecords) > 0 || (!stop && n < limit) {
 			break
 		}
 	}
-	resp := &Response{Cursor: req.LastChangelogID, LogsWithRecords: make([]LogWithRecord, 0, len(visible))}
 	if len(read) == 0 {
 		return resp, nil
-	}
-	records, err := s.materialize(who, visible)
-	if err != nil {
-		return nil, err
-	}
-	for i, e := range visible {
-		rec := records[i]
-		if rec == nil {
-			rec = json.RawMessage("null")
-		}
-		resp.LogsWithRecords = append(resp.LogsWithRecords, LogWithRecord{ID: e.ID, ChangelogID: e.ID, Model: e.Model, KeyPath: e.KeyPath,
-			Operation: string(e.Operation), ScopeKey: e.ScopeKey, OutboxEventID: e.OutboxEventID, Record: rec})
 	}
 	last := read[len(read)-1].ID
 	if req.ScopeKey != nil {
 		resp.Cursor = &last
 		return resp, nil
 	}
-	next := cur.advance(scopes, read)
+	next, err := s.nextCursor(ctx, cur, scopes, read)
+	if err != nil {
+		return nil, err
+	}
 	resp.Cursor = &next
 	return resp, nil
+}
+
+// encodedRecord is a record of a page: the entry that brought it until an
+// entry shows it, then its JSON ("null" when the reader may not see it).
+type encodedRecord struct {
+	entry *store.PageEntry
+	json  json.RawMessage
 }
 
 // reader is the subject of one pull with the decisions made for it.
@@ -362,42 +440,32 @@ func (s *Service) scopes(ctx context.Context, who *reader) ([]string, error) {
 	return out, nil
 }
 
-// materialize returns, per entry, its record's current JSON, or nil when
-// the record is gone or no longer in a scope the reader may pull. The
-// records come with the page (store.Tenant.ChangesWithRecords).
-func (s *Service) materialize(who *reader, entries []store.PageEntry) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, len(entries))
-	buf := make([]byte, 0, 256*len(entries)) // the records share one buffer
-	for i, e := range entries {
-		if e.Record == nil {
-			continue
-		}
-		m := s.sch.Model(e.Model)
-		if m == nil || !s.own.IsSynced(e.Model) {
-			continue
-		}
-		visible := false
-		for _, sc := range e.Scopes {
-			ok, err := who.allow(s.authz, sc, e.Model)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				visible = true
-				break
-			}
-		}
-		if !visible {
-			continue
-		}
-		start := len(buf)
-		var err error
-		if buf, err = m.AppendRecord(buf, e.Record); err != nil {
-			return nil, fmt.Errorf("changelog entry %s: %w", e.ID, err)
-		}
-		out[i] = buf[start:len(buf):len(buf)]
+// record is the JSON of e's record as the reader may see it: null when
+// the record is gone, its model is not synced, or none of the scopes it is
+// in now is one where the reader may pull its model.
+func (s *Service) record(who *reader, e *store.PageEntry) (json.RawMessage, error) {
+	null := json.RawMessage("null")
+	if e.Record == nil {
+		return null, nil
 	}
-	return out, nil
+	m := s.sch.Model(e.Model)
+	if m == nil || !s.own.IsSynced(e.Model) {
+		return null, nil
+	}
+	for _, sc := range e.Scopes {
+		ok, err := who.allow(s.authz, sc, e.Model)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out, err := m.AppendRecord(make([]byte, 0, 256), e.Record)
+			if err != nil {
+				return nil, fmt.Errorf("changelog entry %s: %w", e.ID, err)
+			}
+			return out, nil
+		}
+	}
+	return null, nil
 }
 
 // AppendJSON appends the response as JSON to dst: the same document
@@ -415,25 +483,35 @@ func (r *Response) AppendJSON(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, `{"id":`...)
-		dst = jsonscan.AppendString(dst, l.ID)
-		dst = append(dst, `,"changelogId":`...)
-		dst = jsonscan.AppendString(dst, l.ChangelogID)
-		dst = append(dst, `,"model":`...)
-		dst = jsonscan.AppendString(dst, l.Model)
-		dst = append(dst, `,"keyPath":`...)
-		dst = appendRaw(dst, l.KeyPath)
-		dst = append(dst, `,"operation":`...)
-		dst = jsonscan.AppendString(dst, l.Operation)
-		dst = append(dst, `,"scopeKey":`...)
-		dst = jsonscan.AppendString(dst, l.ScopeKey)
-		dst = append(dst, `,"outboxEventId":`...)
-		dst = jsonscan.AppendString(dst, l.OutboxEventID)
-		dst = append(dst, `,"record":`...)
-		dst = appendRaw(dst, l.Record)
-		dst = append(dst, '}')
+		dst = l.appendJSON(dst, true)
 	}
 	return append(dst, "]}"...)
+}
+
+// appendJSON appends the entry as JSON to dst; without the record (its
+// value and the closing brace) when withRecord is false, which is how
+// a page measures its entries.
+func (l *LogWithRecord) appendJSON(dst []byte, withRecord bool) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = jsonscan.AppendString(dst, l.ID)
+	dst = append(dst, `,"changelogId":`...)
+	dst = jsonscan.AppendString(dst, l.ChangelogID)
+	dst = append(dst, `,"model":`...)
+	dst = jsonscan.AppendString(dst, l.Model)
+	dst = append(dst, `,"keyPath":`...)
+	dst = appendRaw(dst, l.KeyPath)
+	dst = append(dst, `,"operation":`...)
+	dst = jsonscan.AppendString(dst, l.Operation)
+	dst = append(dst, `,"scopeKey":`...)
+	dst = jsonscan.AppendString(dst, l.ScopeKey)
+	dst = append(dst, `,"outboxEventId":`...)
+	dst = jsonscan.AppendString(dst, l.OutboxEventID)
+	dst = append(dst, `,"record":`...)
+	if !withRecord {
+		return append(dst, '}')
+	}
+	dst = appendRaw(dst, l.Record)
+	return append(dst, '}')
 }
 
 func appendRaw(dst []byte, raw json.RawMessage) []byte {

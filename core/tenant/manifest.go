@@ -150,6 +150,7 @@ type Limits struct {
 	MaxBodyBytes      int64   `yaml:"maxBodyBytes"`      // request body size; default 1 MiB; more → 413
 	PullPageSize      int     `yaml:"pullPageSize"`      // default pull limit; default 50
 	PullPageMax       int     `yaml:"pullPageMax"`       // largest pull limit; default 500
+	PullPageBytes     int     `yaml:"pullPageBytes"`     // a pull page stops growing at this many response bytes (it always holds one entry); default 4 MiB
 	RequestsPerSecond float64 `yaml:"requestsPerSecond"` // push+pull rate of the tenant; default 0 = unlimited; over it → 429
 	Burst             int     `yaml:"burst"`             // requests allowed at once above the rate; default 2×rate (at least 1)
 }
@@ -166,6 +167,9 @@ func (l *Limits) applyDefaults() {
 	}
 	if l.PullPageMax == 0 {
 		l.PullPageMax = 500
+	}
+	if l.PullPageBytes == 0 {
+		l.PullPageBytes = 4 << 20
 	}
 	if l.RequestsPerSecond > 0 && l.Burst == 0 {
 		l.Burst = max(1, int(2*l.RequestsPerSecond))
@@ -295,7 +299,7 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 		name string
 		v    float64
 	}{{"maxBatch", float64(l.MaxBatch)}, {"maxBodyBytes", float64(l.MaxBodyBytes)}, {"pullPageSize", float64(l.PullPageSize)},
-		{"pullPageMax", float64(l.PullPageMax)}, {"requestsPerSecond", l.RequestsPerSecond}, {"burst", float64(l.Burst)}} {
+		{"pullPageMax", float64(l.PullPageMax)}, {"pullPageBytes", float64(l.PullPageBytes)}, {"requestsPerSecond", l.RequestsPerSecond}, {"burst", float64(l.Burst)}} {
 		if c.v < 0 {
 			bad(fmt.Sprintf("limits.%s must not be negative", c.name), "limits", c.name)
 		}

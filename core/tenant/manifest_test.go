@@ -128,6 +128,10 @@ func TestParseManifestErrors(t *testing.T) {
 			src:  good + "limits:\n  pullPageMax: -5\n",
 			want: file + ":7:16: limits.pullPageMax must not be negative",
 		},
+		"negative-pull-page-bytes": {
+			src:  good + "limits:\n  pullPageBytes: -1\n",
+			want: file + ":7:18: limits.pullPageBytes must not be negative",
+		},
 		"pull-page-size-over-max": {
 			src:  good + "limits:\n  pullPageSize: 200\n  pullPageMax: 100\n",
 			want: file + ":7:17: limits.pullPageSize (200) exceeds limits.pullPageMax (100)",
@@ -227,31 +231,31 @@ func TestParseManifestDefaults(t *testing.T) {
 	}{
 		"none": {
 			src:  good,
-			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500},
+			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20},
 		},
 		"explicit-zeros": {
-			src:  good + "limits:\n  maxBatch: 0\n  maxBodyBytes: 0\n  pullPageSize: 0\n  pullPageMax: 0\n",
-			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500},
+			src:  good + "limits:\n  maxBatch: 0\n  maxBodyBytes: 0\n  pullPageSize: 0\n  pullPageMax: 0\n  pullPageBytes: 0\n",
+			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20},
 		},
 		"all-set": {
-			src:  good + "limits:\n  maxBatch: 10\n  maxBodyBytes: 2048\n  pullPageSize: 20\n  pullPageMax: 20\n  requestsPerSecond: 5\n  burst: 7\n",
-			want: tenant.Limits{MaxBatch: 10, MaxBodyBytes: 2048, PullPageSize: 20, PullPageMax: 20, RequestsPerSecond: 5, Burst: 7},
+			src:  good + "limits:\n  maxBatch: 10\n  maxBodyBytes: 2048\n  pullPageSize: 20\n  pullPageMax: 20\n  pullPageBytes: 65536\n  requestsPerSecond: 5\n  burst: 7\n",
+			want: tenant.Limits{MaxBatch: 10, MaxBodyBytes: 2048, PullPageSize: 20, PullPageMax: 20, PullPageBytes: 65536, RequestsPerSecond: 5, Burst: 7},
 		},
 		"burst-twice-rate": {
 			src:  good + "limits:\n  requestsPerSecond: 10\n",
-			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, RequestsPerSecond: 10, Burst: 20},
+			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20, RequestsPerSecond: 10, Burst: 20},
 		},
 		"burst-at-least-one": {
 			src:  good + "limits:\n  requestsPerSecond: 0.2\n",
-			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, RequestsPerSecond: 0.2, Burst: 1},
+			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20, RequestsPerSecond: 0.2, Burst: 1},
 		},
 		"no-rate-no-burst": {
 			src:  good + "limits:\n  maxBatch: 3\n",
-			want: tenant.Limits{MaxBatch: 3, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500},
+			want: tenant.Limits{MaxBatch: 3, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20},
 		},
 		"page-max-under-default-with-size": {
 			src:  good + "limits:\n  pullPageSize: 5\n  pullPageMax: 10\n",
-			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 5, PullPageMax: 10},
+			want: tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 5, PullPageMax: 10, PullPageBytes: 4 << 20},
 		},
 	}
 	for name, tc := range tests {
@@ -293,7 +297,7 @@ allowedOrigins: ["https://app.acme.example", "http://localhost:5173", "capacitor
 		ID: "acme", Schema: "models", RootModel: "User", Exclude: []string{"Session", "Account"},
 		Auth:           tenant.Auth{Issuer: "https://auth.acme.example", Audience: "syncplane", HS256SecretEnv: "ACME_JWT_SECRET", RolesClaim: "roles"},
 		Policy:         "policy.csv",
-		Limits:         tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500},
+		Limits:         tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20},
 		RootFromToken:  map[string]string{"id": "sub", "email": "email", "name": "name"},
 		AllowedOrigins: []string{"https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"},
 	}

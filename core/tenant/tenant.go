@@ -133,7 +133,7 @@ func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 		validator = t.validator
 	}
 	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log).WithRootFromToken(m.RootFromToken)
-	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax})
+	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax, PageBytes: m.Limits.PullPageBytes})
 	if opt.Live != nil {
 		hub := opt.Live.Tenant(m.ID)
 		t.Pull.WithWaiter(hub)
