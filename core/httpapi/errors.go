@@ -46,6 +46,14 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		ae = errorf(http.StatusBadRequest, re.Msg)
 	case errors.Is(err, pull.ErrForbidden):
 		ae = errorf(http.StatusForbidden, err.Error())
+	case errors.Is(err, store.ErrTenantMissing):
+		// Not the database as a whole: this tenant's tables were dropped
+		// under the running server. An operator has to act (a restart, a
+		// reload of the tenant or `syncplane migrate` creates them); the
+		// tenant works again as soon as they exist.
+		s.log.Error("tenant storage missing", "request_id", c.GetString(requestIDKey), "path", c.Request.URL.Path, "err", err)
+		c.Header("Retry-After", "30")
+		ae = errorf(http.StatusServiceUnavailable, "this tenant's storage is unavailable, retry later")
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.Warn("storage unavailable", "request_id", c.GetString(requestIDKey), "err", err)
 		c.Header("Retry-After", "5")

@@ -132,7 +132,7 @@ func (s *Service) Push(ctx context.Context, subject string, roles map[string]str
 		merge(out, vs)
 	}
 	if len(todo) > 0 {
-		vs, err := s.apply(ctx, who, items, todo)
+		vs, err := s.applyRetrying(ctx, who, items, todo)
 		if err != nil && !fatal(ctx, err) {
 			s.log.Debug("batch transaction failed; applying events one by one", "events", len(todo), "err", err)
 			vs, err = s.applyEach(ctx, who, items, todo)
@@ -285,6 +285,21 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 	return out, nil
 }
 
+// applyRetrying is apply, run once more when its transaction lost its
+// connection or a serialization conflict (store.ErrTransient): a pooled
+// connection that a database restart or failover broke is replaced, and
+// the request succeeds instead of failing with 503. Nothing of the lost
+// transaction was committed (and if its COMMIT went through before the
+// connection broke, the second run finds its events applied).
+func (s *Service) applyRetrying(ctx context.Context, who *caller, items []*item, todo []int) (verdicts, error) {
+	vs, err := s.apply(ctx, who, items, todo)
+	if errors.Is(err, store.ErrTransient) && ctx.Err() == nil {
+		s.log.Info("storage connection lost; running the push transaction once more", "err", err)
+		vs, err = s.apply(ctx, who, items, todo)
+	}
+	return vs, err
+}
+
 // replays answers the events of todo that subject applied before with
 // their original changelog ids (nothing is written for them) and returns
 // the others. The same id from another subject is another event.
@@ -317,7 +332,7 @@ func (s *Service) applyEach(ctx context.Context, who *caller, items []*item, tod
 	for pending := todo; len(pending) > 0; {
 		var again []int
 		for _, i := range pending {
-			vs, err := s.apply(ctx, who, items, []int{i})
+			vs, err := s.applyRetrying(ctx, who, items, []int{i})
 			if errors.Is(err, store.ErrDuplicateEvent) {
 				vs, err = s.apply(ctx, who, items, []int{i}) // now it finds the committed entry
 			}

@@ -295,6 +295,55 @@ func TestPushUnavailableDuringFallback(t *testing.T) {
 	}
 }
 
+// TestPushTransientRetriedOnce: a transaction that loses its connection
+// (store.ErrTransient, say at its write or its commit) is run once more in
+// a new transaction, and the batch applies; when the second run loses its
+// connection too, the request fails with store.ErrUnavailable (503), with
+// no per-event results, and nothing is written.
+func TestPushTransientRetriedOnce(t *testing.T) {
+	t.Parallel()
+	lost := fmt.Errorf("%w: read: connection reset by peer", store.ErrTransient)
+	lost = fmt.Errorf("%w (%w)", store.ErrUnavailable, lost)
+	for _, method := range []string{"LockScopes", "AppendChangelog", "Commit"} {
+		for _, failures := range []int{1, 2} {
+			t.Run(fmt.Sprintf("method=%s/failures=%d", method, failures), func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t, selfOnly)
+				fail := failing(method, lost)
+				f.db.wrap = func(n int, tx *fakeTx) {
+					if n <= failures {
+						fail(n, tx)
+					}
+				}
+				before := f.db.state()
+				events := []push.Event{
+					event(t, "evt-1", "Board", "create", board("b2", "u1")),
+					event(t, "evt-2", "Todo", "create", todo("t2", "b2")),
+				}
+				res, err := f.svc.Push(context.Background(), "u1", nil, events)
+				if failures == 2 {
+					if !errors.Is(err, store.ErrUnavailable) || res != nil {
+						t.Fatalf("Push = %+v, %v; want no results and store.ErrUnavailable", res, err)
+					}
+					if diff := cmp.Diff(before, f.db.state()); diff != "" {
+						t.Errorf("storage changed (-before +after):\n%s", diff)
+					}
+				} else {
+					if err != nil {
+						t.Fatal(err)
+					}
+					if diff := cmp.Diff([]outcome{applied("evt-1"), applied("evt-2")}, outcomes(t, res)); diff != "" {
+						t.Fatalf("results (-want +got):\n%s", diff)
+					}
+				}
+				if f.db.begins != 2 {
+					t.Errorf("%d transactions, want 2 (the batch and its one retry)", f.db.begins)
+				}
+			})
+		}
+	}
+}
+
 // TestPushContextCanceled: a request that ends is not retried event by
 // event.
 func TestPushContextCanceled(t *testing.T) {

@@ -27,4 +27,11 @@
 // with the scopes its ownership paths resolve to in the same query
 // (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a
 // pull page with its records in one statement (Tenant.ChangesWithRecords).
+//
+// Errors that say the database cannot serve now are ErrUnavailable (503),
+// told apart by type and code, never by text (errors.go); ErrTransient
+// among them (a connection that broke, a serialization conflict) is worth
+// one more attempt, which database/sql makes by itself for a dead pooled
+// connection outside a transaction (conn.go) and push makes for its
+// transaction.
 package store

@@ -135,7 +135,9 @@ func catchUp(ctx context.Context, conn *pgx.Conn, l Listener) error {
 		}
 		heads, err := readHeads(ctx, conn, tenant, scopes)
 		if err != nil {
-			if ctx.Err() != nil || conn.IsClosed() || errors.Is(err, ErrUnavailable) {
+			// A tenant whose tables are missing fails its own catch-up
+			// only; the connection is fine.
+			if ctx.Err() != nil || conn.IsClosed() || (errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrTenantMissing)) {
 				return err
 			}
 			if l.CatchUpFailed != nil {

@@ -17,14 +17,11 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/migrate"
-	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+	msqlite "modernc.org/sqlite" // also the database/sql driver "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/syncplane/syncplane/migrations"
 )
-
-// ErrUnavailable marks errors where the database could not be reached or
-// refused service; the HTTP layer answers them with 503.
-var ErrUnavailable = errors.New("storage unavailable")
 
 // Store is the platform database plus the way to reach each tenant's.
 type Store struct {
@@ -64,7 +61,7 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 		if _, set := cfg.RuntimeParams["enable_seqscan"]; !set {
 			cfg.RuntimeParams["enable_seqscan"] = "off"
 		}
-		sqldb := stdlib.OpenDB(*cfg)
+		sqldb := sql.OpenDB(retryConnector{stdlib.GetConnector(*cfg)})
 		sqldb.SetMaxOpenConns(32)
 		sqldb.SetMaxIdleConns(32)
 		sqldb.SetConnMaxIdleTime(5 * time.Minute)
@@ -110,7 +107,8 @@ func openSQLite(path string) (*bun.DB, error) {
 		if err == nil {
 			return db, nil
 		}
-		if !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+		var se *msqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
 			db.Close()
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
@@ -231,23 +229,4 @@ func (s *Store) tenantDB(id string) (*bun.DB, error) {
 	}
 	s.tenants[id] = db
 	return db, nil
-}
-
-// classify marks connection-level failures as ErrUnavailable.
-func classify(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) {
-		return err
-	}
-	msg := err.Error()
-	for _, s := range []string{"connection refused", "database is closed", "driver: bad connection",
-		"conn closed", "connection reset", "broken pipe", "no such host", "too many clients",
-		"the database system is", "SQLITE_BUSY", "database is locked", "i/o timeout"} {
-		if strings.Contains(msg, s) {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return err
 }

@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// ErrUnavailable marks errors where the database could not be reached or
+// refused service; the HTTP layer answers them with 503.
+var ErrUnavailable = errors.New("storage unavailable")
+
+// ErrTransient marks the unavailable errors that one more attempt on
+// another connection can cure at once: the connection broke under the
+// statement (a server restart or pg_terminate_backend, a reset socket),
+// or the transaction lost a serialization or deadlock conflict. Every
+// ErrTransient is an ErrUnavailable. Nothing of the failed transaction was
+// committed, except when the connection broke during COMMIT itself, which
+// push's idempotency covers.
+var ErrTransient = errors.New("storage connection lost")
+
+// ErrTenantMissing marks a statement that found the tenant's tables (or its
+// PostgreSQL schema) missing: dropped under a running server. It is an
+// ErrUnavailable: the tenant answers 503 until its tables are back (a
+// server start, a reload of the tenant or `syncplane migrate` creates
+// them), and then works again without a restart.
+var ErrTenantMissing = errors.New("the tenant's tables are missing")
+
+// errDBClosed is database/sql's error for a statement on a closed *sql.DB
+// (a store closed at shutdown, or a tenant's SQLite file closed by a
+// reload). database/sql does not export it; this is the very value, taken
+// once from a database closed on purpose, so that it is recognized by
+// identity rather than by its text.
+var errDBClosed = func() error {
+	db := sql.OpenDB(closedConnector{})
+	_ = db.Close()
+	return db.PingContext(context.Background())
+}()
+
+// closedConnector is a driver.Connector that is never asked to connect.
+type closedConnector struct{}
+
+func (closedConnector) Connect(context.Context) (driver.Conn, error) { return nil, driver.ErrBadConn }
+func (closedConnector) Driver() driver.Driver                        { return nil }
+
+// unavailableError is a driver error classified as unavailable.
+type unavailableError struct {
+	err       error
+	transient bool
+	missing   bool
+}
+
+func (e *unavailableError) Error() string {
+	switch {
+	case e.missing:
+		return ErrTenantMissing.Error() + ": " + e.err.Error()
+	case e.transient:
+		return ErrTransient.Error() + ": " + e.err.Error()
+	}
+	return ErrUnavailable.Error() + ": " + e.err.Error()
+}
+
+func (e *unavailableError) Unwrap() error { return e.err }
+
+func (e *unavailableError) Is(target error) bool {
+	return target == ErrUnavailable || (target == ErrTransient && e.transient) || (target == ErrTenantMissing && e.missing)
+}
+
+// classify marks the errors that say the database cannot serve now as
+// ErrUnavailable (and ErrTransient, ErrTenantMissing), by their type and
+// code, never their text, and returns others unchanged.
+func classify(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	transient, missing, ok := unavailable(err)
+	if !ok {
+		return err
+	}
+	return &unavailableError{err: err, transient: transient, missing: missing}
+}
+
+// unavailable decides whether err means the database cannot serve now.
+//
+//   - PostgreSQL's SQLSTATE (a *pgconn.PgError anywhere in the chain):
+//     class 08 connection exception, 53 insufficient resources (too many
+//     connections, disk full, out of memory), 58 system error (I/O),
+//     57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+//     57014 query canceled (a statement timeout), 3D000 the database does
+//     not exist; 40001 serialization failure and 40P01 deadlock are
+//     transient (one more attempt normally succeeds). 42P01 undefined table
+//     and 3F000 invalid schema name: the tenant's tables are missing.
+//   - A connection that could not be made (*pgconn.ConnectError), any
+//     net.Error (refused, unreachable, timeouts, DNS), and the socket
+//     errors ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE, ETIMEDOUT,
+//     EHOSTUNREACH, ENETUNREACH.
+//   - A connection that broke under the statement: io.ErrUnexpectedEOF,
+//     driver.ErrBadConn, sql.ErrConnDone, ECONNRESET, EPIPE (transient).
+//   - database/sql's error for a closed *sql.DB (the store was closed).
+//   - context.DeadlineExceeded: the database did not answer in time.
+//     context.Canceled is not: the client went away.
+//   - SQLite's result codes (*sqlite.Error, primary code): SQLITE_BUSY and
+//     SQLITE_LOCKED (another writer held the file past busy_timeout),
+//     SQLITE_IOERR, SQLITE_FULL (the disk), SQLITE_CANTOPEN, SQLITE_NOMEM,
+//     SQLITE_PROTOCOL.
+func unavailable(err error) (transient, missing, ok bool) {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch code := pg.Code; {
+		case code == "40001", code == "40P01":
+			return true, false, true
+		case code == "57P01", code == "57P02", strings.HasPrefix(code, "08"):
+			return true, false, true
+		case code == "42P01", code == "3F000":
+			return false, true, true
+		case code == "57P03", code == "57014", code == "3D000",
+			strings.HasPrefix(code, "53"), strings.HasPrefix(code, "58"):
+			return false, false, true
+		}
+		return false, false, false
+	}
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL:
+			return false, false, true
+		}
+		return false, false, false
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
+		return true, false, true
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.Is(err, errDBClosed) || errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ETIMEDOUT) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return false, false, true
+	}
+	return false, false, false
+}
