@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncplane/syncplane/core/httpapi"
+	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
 )
@@ -167,5 +168,62 @@ func BenchmarkPushValidator(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
 		})
+	}
+}
+
+// BenchmarkUnionPull measures a union pull by a subject who may pull 100,
+// 1,000 and 10,000 scopes (teams fan-*, each with a team and a project
+// entry): "page" reads 50-entry pages following the cursor from the start
+// (wrapping around at the end), "caught-up" pulls the empty page after the
+// last entry (what a live client does on every poke). It reports the time
+// per page and the largest cursor seen, in bytes.
+//
+//	go test -run=^$ -bench=UnionPull -benchtime=20x ./core/httpapi
+func BenchmarkUnionPull(b *testing.B) {
+	for _, db := range storetest.Databases(b) {
+		for _, n := range []int{100, 1000, 10000} {
+			b.Run(fmt.Sprintf("db=%s/scopes=%d", db.Name, n), func(b *testing.B) {
+				e := newTeamsEnv(b, db)
+				manyTeams(b, e, n)
+				fan := teamsToken(b, "fan", nil)
+				pullOnce := func(req map[string]any) pull.Response {
+					page, _ := pullPage(b, e.url, "teams", fan, req)
+					return page
+				}
+				// The cursor at the end of the stream.
+				end := map[string]any{"limit": 500}
+				for {
+					page := pullOnce(end)
+					if len(page.LogsWithRecords) == 0 {
+						break
+					}
+					end = map[string]any{"limit": 500, "lastChangelogId": *page.Cursor}
+				}
+				b.Run("read=page", func(b *testing.B) {
+					req, largest := map[string]any{"limit": 50}, 0
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						page := pullOnce(req)
+						if len(page.LogsWithRecords) == 0 {
+							req = map[string]any{"limit": 50}
+							continue
+						}
+						largest = max(largest, len(*page.Cursor))
+						req = map[string]any{"limit": 50, "lastChangelogId": *page.Cursor}
+					}
+					b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/page")
+					b.ReportMetric(float64(largest), "cursor-bytes")
+				})
+				b.Run("read=caught-up", func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						if page := pullOnce(end); len(page.LogsWithRecords) != 0 {
+							b.Fatalf("%d entries after the end", len(page.LogsWithRecords))
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/page")
+					b.ReportMetric(float64(len(end["lastChangelogId"].(string))), "cursor-bytes")
+				})
+			})
+		}
 	}
 }

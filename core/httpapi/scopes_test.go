@@ -345,83 +345,118 @@ func TestUnionPullConcurrentWriters(t *testing.T) {
 		carol := teamsToken(t, "carol", nil)
 		ok(t, e.push(t, carol, ev("", "Team", "create", team("team-42")), ev("", "Team", "create", team("team-7")),
 			ev("", "Project", "create", project("u42", "team-42")), ev("", "Project", "create", project("u7", "team-7"))))
-		const writers, batches, perPush = 6, 15, 5
-		acked := make(chan string, writers*batches*perPush)
-		var wg sync.WaitGroup
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				parent := []string{"u42", "u7"}[w%2]
-				for b := 0; b < batches; b++ {
-					events := make([]map[string]any, perPush)
-					for i := range events {
-						events[i] = ev("", "Task", "create", task(fmt.Sprintf("cw-%d-%d-%d", w, b, i), parent))
-					}
-					code, body, _ := post(t, servers[(w+b)%2]+"/v1/tenants/teams/push", carol, map[string]any{"events": events})
-					if code != 200 {
-						t.Errorf("push: %d %s", code, body)
-						return
-					}
-					var res []push.Result
-					must(t, jsonUnmarshal(body, &res))
-					for _, r := range res {
-						if r.Error != nil {
-							t.Errorf("event %s: %+v", r.ID, r.Error)
-							continue
-						}
-						acked <- *r.AppliedChangelogID
-					}
-				}
-			}()
-		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		seen := map[string]int{}
-		req := map[string]any{"limit": 9}
-		follow := func(i int) int {
-			code, body, _ := post(t, servers[i%2]+"/v1/tenants/teams/pull", carol, req)
-			if code != 200 {
-				t.Fatalf("pull: %d %s", code, body)
-			}
-			var page pull.Response
-			must(t, jsonUnmarshal(body, &page))
-			for _, l := range page.LogsWithRecords {
-				seen[l.ID]++
-			}
-			if page.Cursor != nil {
-				req = map[string]any{"limit": 9, "lastChangelogId": *page.Cursor}
-			}
-			return len(page.LogsWithRecords)
-		}
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				for follow(i) > 0 {
-					i++
-				}
-				close(acked)
-				n := 0
-				for id := range acked {
-					n++
-					if seen[id] != 1 {
-						t.Errorf("acknowledged id %s seen %d times", id, seen[id])
-					}
-				}
-				for id, c := range seen {
-					if c != 1 {
-						t.Errorf("id %s seen %d times", id, c)
-					}
-				}
-				if n != writers*batches*perPush {
-					t.Errorf("%d acknowledged, want %d", n, writers*batches*perPush)
-				}
-				return
-			default:
-				follow(i)
-			}
-		}
+		unionStress(t, servers, carol, carol, []string{"u42", "u7"}, 0)
 	})
+}
+
+// TestUnionPullManyScopesConcurrentWriters: the same with a reader of 600
+// scopes, whose cursor holds its positions in the database (c2): writers
+// spread their tasks over the scopes while the reader follows.
+func TestUnionPullManyScopesConcurrentWriters(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		e := newTeamsEnv(t, db)
+		servers := []string{e.url, e.start(t)}
+		teams := manyTeams(t, e, 600)
+		parents := make([]string, len(teams))
+		for i, tm := range teams {
+			parents[i] = "fp-" + tm
+		}
+		unionStress(t, servers, teamsToken(t, "fanwriter", nil), teamsToken(t, "fan", nil), parents, 2*len(teams))
+	})
+}
+
+// unionStress runs 6 writers, each pushing 15 batches of 5 tasks under the
+// given projects (spread over them) through alternating servers, while the
+// reader follows its union pull with one cursor; every acknowledged entry
+// must be seen exactly once, and before must be the number of entries the
+// reader sees that were there before the writers started.
+func unionStress(t *testing.T, servers []string, writer, reader string, parents []string, before int) {
+	t.Helper()
+	const writers, batches, perPush = 6, 15, 5
+	acked := make(chan string, writers*batches*perPush)
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := 0; b < batches; b++ {
+				events := make([]map[string]any, perPush)
+				for i := range events {
+					parent := parents[(w+len(parents)/writers*w+b*7+i*13)%len(parents)]
+					events[i] = ev("", "Task", "create", task(fmt.Sprintf("cw-%d-%d-%d", w, b, i), parent))
+				}
+				code, body, _ := post(t, servers[(w+b)%2]+"/v1/tenants/teams/push", writer, map[string]any{"events": events})
+				if code != 200 {
+					t.Errorf("push: %d %s", code, body)
+					return
+				}
+				var res []push.Result
+				must(t, jsonUnmarshal(body, &res))
+				for _, r := range res {
+					if r.Error != nil {
+						t.Errorf("event %s: %+v", r.ID, r.Error)
+						continue
+					}
+					acked <- *r.AppliedChangelogID
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	seen := map[string]int{}
+	req := map[string]any{"limit": 9}
+	maxCursor := 0
+	follow := func(i int) int {
+		code, body, _ := post(t, servers[i%2]+"/v1/tenants/teams/pull", reader, req)
+		if code != 200 {
+			t.Fatalf("pull: %d %s", code, body)
+		}
+		var page pull.Response
+		must(t, jsonUnmarshal(body, &page))
+		for _, l := range page.LogsWithRecords {
+			seen[l.ID]++
+		}
+		if page.Cursor != nil {
+			req = map[string]any{"limit": 9, "lastChangelogId": *page.Cursor}
+			maxCursor = max(maxCursor, len(*page.Cursor))
+		}
+		return len(page.LogsWithRecords)
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			for follow(i) > 0 {
+				i++
+			}
+			close(acked)
+			n := 0
+			for id := range acked {
+				n++
+				if seen[id] != 1 {
+					t.Errorf("acknowledged id %s seen %d times", id, seen[id])
+				}
+			}
+			for id, c := range seen {
+				if c != 1 {
+					t.Errorf("id %s seen %d times", id, c)
+				}
+			}
+			if n != writers*batches*perPush {
+				t.Errorf("%d acknowledged, want %d", n, writers*batches*perPush)
+			}
+			if before > 0 && len(seen) != before+n {
+				t.Errorf("the reader saw %d entries, want %d before and %d new", len(seen), before, n)
+			}
+			if maxCursor > 4096 {
+				t.Errorf("the cursor grew to %d bytes", maxCursor)
+			}
+			return
+		default:
+			follow(i)
+		}
+	}
 }
 
 // TestPullPassesOverHiddenModels: entries of models the subject may not pull

@@ -52,9 +52,10 @@ type cursor struct {
 	plain string            // a changelog id for every scope
 	pos   map[string]string // scope → last id read
 	// base names the stored positions (c2) that delta overrides; load
-	// merges them into pos.
-	base  string
-	delta map[string]string
+	// reads them into stored and merges both into pos.
+	base   string
+	delta  map[string]string
+	stored map[string]string
 }
 
 // decodeCursor reads "" (the start), a changelog id or a union cursor. A
@@ -124,9 +125,12 @@ func (c cursor) load(ctx context.Context, st CursorStore) (cursor, error) {
 	if err != nil {
 		return c, err
 	}
-	pos := map[string]string{}
-	if err := json.Unmarshal(b, &pos); err != nil {
+	if err := json.Unmarshal(b, &c.stored); err != nil {
 		return c, fmt.Errorf("stored cursor positions %s: %w", c.base, err)
+	}
+	pos := make(map[string]string, len(c.stored))
+	for sc, id := range c.stored {
+		pos[sc] = id
 	}
 	for sc, id := range c.delta {
 		if id == "" {
@@ -164,7 +168,8 @@ func (c cursor) advance(scopes []string, entries []changelog.Entry) map[string]s
 }
 
 // encode returns the cursor of pos, which follows c: inline when pos is
-// small, else as c's stored base with the positions that differ from it,
+// small, else as c's stored base with the positions that differ from the
+// stored ones (all of them, not only those this page moved),
 // else (the difference is too large, or c has no base) as a new base
 // stored through st.
 func (c cursor) encode(ctx context.Context, st CursorStore, pos map[string]string) (string, error) {
@@ -176,12 +181,12 @@ func (c cursor) encode(ctx context.Context, st CursorStore, pos map[string]strin
 		delta := map[string]string{}
 		size := 0
 		for sc, id := range pos {
-			if c.pos[sc] != id {
+			if c.stored[sc] != id {
 				delta[sc] = id
 				size += len(sc) + len(id) + 6
 			}
 		}
-		for sc := range c.pos {
+		for sc := range c.stored {
 			if _, ok := pos[sc]; !ok {
 				delta[sc] = ""
 				size += len(sc) + 6

@@ -171,6 +171,17 @@ func TestCursorManyScopes(t *testing.T) {
 		t.Errorf("a scope the reader lost keeps position %s", c2.after("team-00000"))
 	}
 
+	// The next small move keeps the overrides of the one before.
+	text2b, c2b := next(t, st, c2, scopes[1:], []changelog.Entry{{ID: ids[20000], ScopeKey: "team-00008"}})
+	want["team-00008"] = ids[20000]
+	if c2b.base != c.base || st.saves != 1 || len(text2b) > maxCursorBytes {
+		t.Fatalf("a second small move: base %s (was %s), %d saves", c2b.base, c.base, st.saves)
+	}
+	if diff := cmp.Diff(want, c2b.pos); diff != "" {
+		t.Fatalf("positions after a second small move (-want +got):\n%s", diff)
+	}
+	c2 = c2b
+
 	// A page that moves many positions: a new base, still a small cursor.
 	var many []changelog.Entry
 	for i := 0; i < 500; i++ {
