@@ -1,6 +1,7 @@
 // Command syncplane is the syncplane server and its tools.
 //
 //	syncplane serve    [--addr :8080] [--admin-addr ADDR] [--tenants DIR] [--data ./data] [--config FILE]
+//	                   [--read-timeout D] [--write-timeout D] [--idle-timeout D] [--max-conns N] ... (README, "Configuration")
 //	syncplane migrate  [--tenants DIR] [--data ./data] [--config FILE]
 //	syncplane token    --tenant ID --sub SUBJECT [--claim KEY=VALUE]... [--tenants DIR] [--data ./data] [--ttl 24h]
 //	syncplane policy   check [--tenants DIR]
@@ -28,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -72,6 +74,19 @@ type Config struct {
 	DataDir     string `yaml:"dataDir"`     // SQLite files and the demo key; SYNCPLANE_DATA_DIR, --data; default "./data"
 	LogLevel    string `yaml:"logLevel"`    // debug, info, warn, error; SYNCPLANE_LOG_LEVEL; default "info"
 	AdminAddr   string `yaml:"adminAddr"`   // admin listen address (pprof, /metrics); SYNCPLANE_ADMIN_ADDR, --admin-addr; default "" (off)
+
+	// PublicMetrics serves GET /metrics on the API address too (it names
+	// every tenant); SYNCPLANE_PUBLIC_METRICS, --public-metrics; default false.
+	PublicMetrics bool `yaml:"publicMetrics"`
+
+	// Limits of the API's HTTP server (README, "Configuration"). Durations
+	// are Go durations ("30s"); 0 means the default.
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"` // a request's headers; SYNCPLANE_READ_HEADER_TIMEOUT, --read-header-timeout; default 10s
+	ReadTimeout       time.Duration `yaml:"readTimeout"`       // a request's headers and body; SYNCPLANE_READ_TIMEOUT, --read-timeout; default 30s
+	WriteTimeout      time.Duration `yaml:"writeTimeout"`      // an ordinary response (each write of an event stream, the page of a long poll); SYNCPLANE_WRITE_TIMEOUT, --write-timeout; default 30s
+	IdleTimeout       time.Duration `yaml:"idleTimeout"`       // an idle keep-alive connection; SYNCPLANE_IDLE_TIMEOUT, --idle-timeout; default 75s
+	MaxHeaderBytes    int           `yaml:"maxHeaderBytes"`    // request line and headers; SYNCPLANE_MAX_HEADER_BYTES, --max-header-bytes; default 65536
+	MaxConns          int           `yaml:"maxConns"`          // open connections per process; SYNCPLANE_MAX_CONNS, --max-conns; default 0: ¾ of the open-file limit, at most 10000; -1: no cap
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -98,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		adminAddr  = fs.String("admin-addr", "", "admin listen address for pprof and /metrics, e.g. 127.0.0.1:6060 (env SYNCPLANE_ADMIN_ADDR; default off)")
 		tenants    = fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the demo tenant)")
 		dataDir    = fs.String("data", "", "data directory (env SYNCPLANE_DATA_DIR; default ./data)")
+		limits     = limitFlags(fs)
 		tenantID   = fs.String("tenant", "", "token: tenant id")
 		subject    = fs.String("sub", "", "token: subject (the sub claim)")
 		ttl        = fs.Duration("ttl", 24*time.Hour, "token: lifetime")
@@ -127,6 +143,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	override(&cfg.AdminAddr, *adminAddr)
 	override(&cfg.TenantsDir, *tenants)
 	override(&cfg.DataDir, *dataDir)
+	limits.apply(&cfg)
+	if err := checkLimits(&cfg); err != nil {
+		return err
+	}
 	log := newLogger(stderr, cfg.LogLevel)
 
 	switch cmd {
@@ -170,7 +190,87 @@ func loadConfig(file string, getenv func(string) string) (Config, error) {
 	override(&cfg.DataDir, getenv("SYNCPLANE_DATA_DIR"))
 	override(&cfg.LogLevel, getenv("SYNCPLANE_LOG_LEVEL"))
 	override(&cfg.AdminAddr, getenv("SYNCPLANE_ADMIN_ADDR"))
+	for _, v := range []struct {
+		env string
+		set func(string) error
+	}{
+		{"SYNCPLANE_PUBLIC_METRICS", boolSetter(&cfg.PublicMetrics)},
+		{"SYNCPLANE_READ_HEADER_TIMEOUT", durationSetter(&cfg.ReadHeaderTimeout)},
+		{"SYNCPLANE_READ_TIMEOUT", durationSetter(&cfg.ReadTimeout)},
+		{"SYNCPLANE_WRITE_TIMEOUT", durationSetter(&cfg.WriteTimeout)},
+		{"SYNCPLANE_IDLE_TIMEOUT", durationSetter(&cfg.IdleTimeout)},
+		{"SYNCPLANE_MAX_HEADER_BYTES", intSetter(&cfg.MaxHeaderBytes)},
+		{"SYNCPLANE_MAX_CONNS", intSetter(&cfg.MaxConns)},
+	} {
+		if s := getenv(v.env); s != "" {
+			if err := v.set(s); err != nil {
+				return cfg, fmt.Errorf("%s: %w", v.env, err)
+			}
+		}
+	}
 	return cfg, nil
+}
+
+func boolSetter(dst *bool) func(string) error {
+	return func(s string) (err error) { *dst, err = strconv.ParseBool(s); return err }
+}
+
+func durationSetter(dst *time.Duration) func(string) error {
+	return func(s string) (err error) { *dst, err = time.ParseDuration(s); return err }
+}
+
+func intSetter(dst *int) func(string) error {
+	return func(s string) (err error) { *dst, err = strconv.Atoi(s); return err }
+}
+
+// serverFlags are the flags of Config's server limits; a flag overrides
+// the file and the environment only when it is given.
+type serverFlags struct {
+	fs            *flag.FlagSet
+	publicMetrics *bool
+	durations     map[string]*time.Duration
+	ints          map[string]*int
+}
+
+func limitFlags(fs *flag.FlagSet) *serverFlags {
+	f := &serverFlags{fs: fs, durations: map[string]*time.Duration{}, ints: map[string]*int{}}
+	f.publicMetrics = fs.Bool("public-metrics", false, "serve /metrics on the API address too (env SYNCPLANE_PUBLIC_METRICS; default: only on --admin-addr)")
+	for _, d := range []struct {
+		name, usage string
+		def         time.Duration
+	}{
+		{"read-header-timeout", "time to read a request's headers (env SYNCPLANE_READ_HEADER_TIMEOUT)", defaultReadHeaderTimeout},
+		{"read-timeout", "time to read a whole request, body included (env SYNCPLANE_READ_TIMEOUT)", defaultReadTimeout},
+		{"write-timeout", "time to answer an ordinary request; event streams and long polls get it per write (env SYNCPLANE_WRITE_TIMEOUT)", defaultWriteTimeout},
+		{"idle-timeout", "time a keep-alive connection may stay idle (env SYNCPLANE_IDLE_TIMEOUT)", defaultIdleTimeout},
+	} {
+		f.durations[d.name] = fs.Duration(d.name, 0, fmt.Sprintf("%s; default %v", d.usage, d.def))
+	}
+	f.ints["max-header-bytes"] = fs.Int("max-header-bytes", 0, fmt.Sprintf("largest request line and headers (env SYNCPLANE_MAX_HEADER_BYTES); default %d", defaultMaxHeaderBytes))
+	f.ints["max-conns"] = fs.Int("max-conns", 0, fmt.Sprintf("open connections per process, refused with 503 beyond (env SYNCPLANE_MAX_CONNS); default 0: 3/4 of the open-file limit, at most %d; -1: no cap", defaultMaxConns))
+	return f
+}
+
+// apply copies the flags given on the command line into cfg.
+func (f *serverFlags) apply(cfg *Config) {
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "public-metrics":
+			cfg.PublicMetrics = *f.publicMetrics
+		case "read-header-timeout":
+			cfg.ReadHeaderTimeout = *f.durations[fl.Name]
+		case "read-timeout":
+			cfg.ReadTimeout = *f.durations[fl.Name]
+		case "write-timeout":
+			cfg.WriteTimeout = *f.durations[fl.Name]
+		case "idle-timeout":
+			cfg.IdleTimeout = *f.durations[fl.Name]
+		case "max-header-bytes":
+			cfg.MaxHeaderBytes = *f.ints[fl.Name]
+		case "max-conns":
+			cfg.MaxConns = *f.ints[fl.Name]
+		}
+	})
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
@@ -282,8 +382,19 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 			return fmt.Errorf("admin address: %w", err)
 		}
 	}
-	api := httpapi.New(reg, log, httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats), httpapi.WithLive(hub, 0))
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	api := httpapi.New(reg, log, httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats), httpapi.WithLive(hub, 0),
+		httpapi.WithWriteTimeout(cfg.WriteTimeout), httpapi.WithPublicMetrics(cfg.PublicMetrics))
+	// The API sets each response's write deadline itself (event streams
+	// and long polls last longer than WriteTimeout); the server's own
+	// WriteTimeout, the same, covers what never reaches it.
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if n := connCap(cfg.MaxConns); n > 0 {
+		capped := newCapListener(ln, n)
+		ln, srv.ConnState = capped, capped.connState
+		log.Info("connection cap", "maxConns", n)
+	}
 	srv.RegisterOnShutdown(api.StopStreams) // event streams and long polls never go idle by themselves
 	admin := &http.Server{Handler: adminHandler(api.Metrics()), ReadHeaderTimeout: 10 * time.Second}
 	defer admin.Close() // a running profile is cut off once the API has drained

@@ -76,12 +76,17 @@ func (s *Server) events(c *gin.Context) {
 		counted = n
 	}
 	defer countCoalesced()
+	// The stream lasts: each write gets the write timeout of its own, so a
+	// client that stops reading is cut off while one that reads stays as
+	// long as it likes. (net/http lifts the read deadline itself once the
+	// request is read.)
 	w := c.Writer
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
+	s.setWriteDeadline(c, s.writeTimeout)
 	if _, err := fmt.Fprint(w, ": connected\n\n"); err != nil {
 		return
 	}
@@ -97,6 +102,7 @@ func (s *Server) events(c *gin.Context) {
 		case <-sub.Ready():
 			pokes := sub.Take()
 			countCoalesced()
+			s.setWriteDeadline(c, s.writeTimeout)
 			for _, p := range pokes {
 				data, _ := json.Marshal(poke{ScopeKey: p.Scope, ChangelogID: p.ChangelogID})
 				if _, err := fmt.Fprintf(w, "event: poke\ndata: %s\n\n", data); err != nil {
@@ -110,6 +116,7 @@ func (s *Server) events(c *gin.Context) {
 			} else if ctx.Err() == nil {
 				s.log.Warn("event stream: cannot refresh scopes", "request_id", c.GetString(requestIDKey), "err", err)
 			}
+			s.setWriteDeadline(c, s.writeTimeout)
 			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
 				return
 			}

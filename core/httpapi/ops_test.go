@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,10 +71,16 @@ func TestReadyzMigrations(t *testing.T) {
 		st, err := store.Open(ctx, db.URL(t), t.TempDir())
 		must(t, err)
 		t.Cleanup(func() { st.Close() })
-		srv := httptest.NewServer(httpapi.New(tenant.NewRegistry(), quietLog(), httpapi.WithReady(st.Ready)))
+		var logs syncBuffer
+		srv := httptest.NewServer(httpapi.New(tenant.NewRegistry(), slog.New(slog.NewJSONHandler(&logs, nil)), httpapi.WithReady(st.Ready)))
 		t.Cleanup(srv.Close)
-		if code, b := get(t, srv.URL+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(string(b), "not ready") {
+		// The answer is generic; the log has the cause.
+		if code, b := get(t, srv.URL+"/readyz"); code != http.StatusServiceUnavailable ||
+			(string(b) != `{"error":"not ready"}` && string(b) != `{"error":"not ready: storage unavailable"}`) {
 			t.Errorf("GET /readyz before migrating: %d %s", code, b)
+		}
+		if !strings.Contains(logs.String(), `"msg":"not ready"`) || !strings.Contains(logs.String(), `"err":`) {
+			t.Errorf("no log of the cause: %s", logs.String())
 		}
 		must(t, st.Migrate(ctx))
 		if code, b := get(t, srv.URL+"/readyz"); code != http.StatusOK {
@@ -198,6 +205,44 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// syncBuffer is a strings.Builder that a server writes while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestMetricsOffThePublicRouter: WithPublicMetrics(false) leaves GET
+// /metrics to Metrics(), for an admin listener (issue 9, finding 8).
+func TestMetricsOffThePublicRouter(t *testing.T) {
+	t.Parallel()
+	api := httpapi.New(tenant.NewRegistry(), quietLog(), httpapi.WithPublicMetrics(false))
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	admin := httptest.NewServer(api.Metrics())
+	t.Cleanup(admin.Close)
+	if code, b := get(t, srv.URL+"/healthz"); code != http.StatusOK {
+		t.Fatalf("GET /healthz: %d %s", code, b)
+	}
+	if code, b := get(t, srv.URL+"/metrics"); code != http.StatusNotFound || strings.Contains(string(b), "syncplane_") {
+		t.Errorf("GET /metrics on the API: %d %.200s", code, b)
+	}
+	if code, b := get(t, admin.URL); code != http.StatusOK || !strings.Contains(string(b), `syncplane_http_requests_total{route="/healthz",status="200",tenant=""} 1`) {
+		t.Errorf("GET Metrics(): %d %.2000s", code, b)
+	}
 }
 
 // TestRequestLog: every request is logged at Info with its request id,

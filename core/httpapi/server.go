@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -43,8 +44,11 @@ type Server struct {
 
 	live      *live.Hub     // nil: no event streams
 	heartbeat time.Duration // between comments on an idle event stream
-	stopped   context.Context
-	stop      context.CancelFunc
+
+	writeTimeout  time.Duration // of an ordinary response; 0: none
+	publicMetrics bool          // GET /metrics on this router (default true)
+	stopped       context.Context
+	stop          context.CancelFunc
 }
 
 // Option configures a Server.
@@ -63,6 +67,24 @@ func WithDBStats(stats func() sql.DBStats) Option {
 	return func(s *Server) { s.dbStats = stats }
 }
 
+// WithWriteTimeout bounds the time from a request's start to the end of
+// its response's writing to d, like http.Server's WriteTimeout, except for
+// the responses that last by design: an event stream gets d for each of
+// its writes, a long poll gets d for its page once its wait is over.
+// Serve the handler with an http.Server whose WriteTimeout is 0 or at
+// least d (it applies to every request before the handler runs).
+func WithWriteTimeout(d time.Duration) Option {
+	return func(s *Server) { s.writeTimeout = d }
+}
+
+// WithPublicMetrics says whether the API router itself serves GET
+// /metrics (by default it does). The metrics name every tenant: syncplane
+// serve turns them off unless configured, and mounts Metrics() on its
+// admin listener instead.
+func WithPublicMetrics(on bool) Option {
+	return func(s *Server) { s.publicMetrics = on }
+}
+
 // readyTimeout bounds one readiness check.
 const readyTimeout = 2 * time.Second
 
@@ -77,16 +99,18 @@ const (
 // New builds the router.
 func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{tenants: tenants, log: log, engine: gin.New(), heartbeat: DefaultHeartbeat}
+	s := &Server{tenants: tenants, log: log, engine: gin.New(), heartbeat: DefaultHeartbeat, publicMetrics: true}
 	s.stopped, s.stop = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
 	s.metrics = newMetrics(s.dbStats, func(id string) bool { return tenants.Get(id) != nil })
-	s.engine.Use(s.requestID, s.logRequest, s.observe, s.recover)
+	s.engine.Use(s.writeDeadline, s.requestID, s.logRequest, s.observe, s.recover)
 	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	s.engine.GET("/readyz", s.readyz)
-	s.engine.GET("/metrics", gin.WrapH(s.metrics.handler))
+	if s.publicMetrics {
+		s.engine.GET("/metrics", gin.WrapH(s.metrics.handler))
+	}
 	v1 := s.engine.Group("/v1/tenants/:tenant", s.tenant, s.authenticate, s.rateLimit)
 	v1.POST("/push", s.ensureRoot, s.push)
 	v1.POST("/pull", s.ensureRoot, s.pull)
@@ -130,20 +154,21 @@ func (s *Server) allowOrigin(r *http.Request, origin string) (bool, []string) {
 	return false, nil
 }
 
-// Metrics serves the server's Prometheus metrics (as GET /metrics does),
-// for an admin listener.
+// Metrics serves the server's Prometheus metrics, for an admin listener
+// (and GET /metrics of the API with WithPublicMetrics).
 func (s *Server) Metrics() http.Handler { return s.metrics.handler }
 
 // readyz answers 200 when the server can serve: the database answers and
-// its migrations are applied. The cause of a 503 is logged; the answer
-// names storage trouble without its internals.
+// its migrations are applied. The cause of a 503 is logged; the answer is
+// generic ("not ready: storage unavailable" or "not ready"), since the
+// address is public and the cause may be SQL text or a host name.
 func (s *Server) readyz(c *gin.Context) {
 	if s.ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 		defer cancel()
 		if err := s.ready(ctx); err != nil {
 			s.log.Warn("not ready", "request_id", c.GetString(requestIDKey), "err", err)
-			msg := "not ready: " + err.Error()
+			msg := "not ready"
 			if errors.Is(err, store.ErrUnavailable) {
 				msg = "not ready: storage unavailable"
 			}
@@ -152,6 +177,26 @@ func (s *Server) readyz(c *gin.Context) {
 		}
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// writeDeadline gives the response writeTimeout from now to be written;
+// events and long polls change it (see WithWriteTimeout).
+func (s *Server) writeDeadline(c *gin.Context) {
+	s.setWriteDeadline(c, s.writeTimeout)
+}
+
+// setWriteDeadline sets the connection's write deadline to d from now (no
+// deadline when d is 0 or WithWriteTimeout was not given). Writers that
+// cannot take deadlines (a test's recorder) are left alone.
+func (s *Server) setWriteDeadline(c *gin.Context, d time.Duration) {
+	if s.writeTimeout <= 0 {
+		return
+	}
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(t)
 }
 
 func (s *Server) requestID(c *gin.Context) {
@@ -269,10 +314,13 @@ func (s *Server) readBody(c *gin.Context, t *tenant.Tenant) ([]byte, error) {
 	buf.Grow(int(size) + bytes.MinRead)
 	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	switch {
+	case errors.As(err, &tooLarge):
 		return nil, errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
-	}
-	if err != nil {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// http.Server's ReadTimeout: the connection is closed after this answer.
+		return nil, errorf(http.StatusRequestTimeout, "body not received in time")
+	case err != nil:
 		return nil, errorf(http.StatusBadRequest, "cannot read body: "+err.Error())
 	}
 	return buf.Bytes(), nil
@@ -321,12 +369,18 @@ func (s *Server) pull(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if req.WaitMs != nil && *req.WaitMs > 0 {
+	wait := req.WaitMs != nil && *req.WaitMs > 0
+	if wait {
 		ctx = pull.WithWaitStop(ctx, s.stopped.Done()) // a shutdown ends the wait, not the reads
 	}
 	start := time.Now()
 	resp, err := t.Pull.Pull(ctx, c.GetString(subjectKey), roles(c), req)
 	s.metrics.timePull(t.Manifest.ID, req, start)
+	if wait {
+		// The wait writes nothing: the page gets the write timeout from now,
+		// like any response.
+		s.setWriteDeadline(c, s.writeTimeout)
+	}
 	if err != nil {
 		s.writeError(c, err)
 		return
