@@ -294,7 +294,8 @@ func TestServeDemo(t *testing.T) {
 }
 
 // writeTenant writes a tenant folder with the demo schema and an HS256
-// secret file; extra is appended to the manifest.
+// secret file (the same for every tenant, so each has an audience of its
+// own: syncplane-ID); extra is appended to the manifest.
 func writeTenant(t *testing.T, root, id, extra string) string {
 	t.Helper()
 	dir := filepath.Join(root, id)
@@ -305,7 +306,7 @@ func writeTenant(t *testing.T, root, id, extra string) string {
 	files := map[string]string{
 		"schema.prisma":     string(schema),
 		"secret":            secret + "\n",
-		tenant.ManifestFile: fmt.Sprintf("id: %s\nschema: schema.prisma\nrootModel: User\nauth:\n  issuer: https://%s.example\n  audience: syncplane\n%s", id, id, extra),
+		tenant.ManifestFile: fmt.Sprintf("id: %s\nschema: schema.prisma\nrootModel: User\nauth:\n  issuer: https://%s.example\n  audience: syncplane-%s\n%s", id, id, id, extra),
 	}
 	if !strings.Contains(extra, "hs256") && !strings.Contains(extra, "publicKeyFile") && !strings.Contains(extra, "jwksFile") {
 		files[tenant.ManifestFile] += "  hs256SecretFile: secret\n"
@@ -437,7 +438,7 @@ func TestToken(t *testing.T) {
 		if strings.Count(out, "\n") != 1 {
 			t.Errorf("stdout %q is not one line", out)
 		}
-		v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: "https://acme.example", Audience: "syncplane"})
+		v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: "https://acme.example", Audience: "syncplane-acme"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,7 +457,7 @@ func TestToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok := lastLine(out)
-		v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: "https://acme.example", Audience: "syncplane"})
+		v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: "https://acme.example", Audience: "syncplane-acme"})
 		if err != nil {
 			t.Fatal(err)
 		}

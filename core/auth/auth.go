@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -101,6 +103,28 @@ type Verifier struct {
 	rolesClaim string
 	checkIss   bool
 	checkAud   bool
+	keys       []string // fingerprints of the verifying keys
+}
+
+// Keys are fingerprints of the keys v verifies tokens with, one per key:
+// the SHA-256 of an HS256 secret, or of a public key's PKIX encoding
+// (the same key has the same fingerprint whether it came from a PEM file
+// or a JWKS). Two verifiers with a key in common accept each other's
+// tokens unless their audiences tell them apart.
+func (v *Verifier) Keys() []string { return v.keys }
+
+func secretFingerprint(secret []byte) string {
+	sum := sha256.Sum256(secret)
+	return "hs256:" + hex.EncodeToString(sum[:])
+}
+
+func publicKeyFingerprint(key any) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return "pk:" + hex.EncodeToString(sum[:]), nil
 }
 
 // Errors of the JWKS key lookup: no key has the token's kid, or the key
@@ -144,6 +168,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		secret := slices.Clone(cfg.HS256Secret)
 		v.algs = []string{algHS256}
 		v.keyfunc = func(*jwt.Token) (any, error) { return secret, nil }
+		v.keys = []string{secretFingerprint(secret)}
 	case "PublicKeyPEM":
 		key, alg, err := parsePublicKeyPEM(cfg.PublicKeyPEM)
 		if err != nil {
@@ -151,13 +176,19 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		}
 		v.algs = []string{alg}
 		v.keyfunc = func(*jwt.Token) (any, error) { return key, nil }
+		fp, err := publicKeyFingerprint(key)
+		if err != nil {
+			return nil, fmt.Errorf("auth: public key PEM: %w", err)
+		}
+		v.keys = []string{fp}
 	case "JWKS":
-		kf, algs, err := newJWKSKeyfunc(cfg.JWKS)
+		kf, algs, keys, err := newJWKSKeyfunc(cfg.JWKS)
 		if err != nil {
 			return nil, fmt.Errorf("auth: JWKS: %w", err)
 		}
 		v.algs = algs
 		v.keyfunc = kf
+		v.keys = keys
 	}
 
 	leeway := cfg.Leeway
@@ -382,22 +413,23 @@ func algorithmFor(key any) (string, error) {
 	}
 }
 
-// newJWKSKeyfunc parses a JWKS document and returns a key lookup by kid and
-// the algorithms its keys verify. Keys marked "use": "enc" are skipped;
+// newJWKSKeyfunc parses a JWKS document and returns a key lookup by kid,
+// the algorithms its keys verify and the keys' fingerprints. Keys marked "use": "enc" are skipped;
 // symmetric keys, private keys, unsupported key types and duplicate kids are
 // refused.
-func newJWKSKeyfunc(doc []byte) (jwt.Keyfunc, []string, error) {
+func newJWKSKeyfunc(doc []byte) (jwt.Keyfunc, []string, []string, error) {
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(doc, &set); err != nil {
-		return nil, nil, fmt.Errorf("not a JSON Web Key Set: %w", err)
+		return nil, nil, nil, fmt.Errorf("not a JSON Web Key Set: %w", err)
 	}
 	var (
 		keep jwkset.JWKSMarshal
 		algs []string
+		fps  []string
 		kids = make(map[string]bool)
 	)
 	if len(set.Keys) == 0 {
-		return nil, nil, errors.New(`no keys in "keys"`)
+		return nil, nil, nil, errors.New(`no keys in "keys"`)
 	}
 	for i, k := range set.Keys {
 		name := fmt.Sprintf("key %d (kid %q)", i, k.KID)
@@ -405,43 +437,48 @@ func newJWKSKeyfunc(doc []byte) (jwt.Keyfunc, []string, error) {
 			continue
 		}
 		if k.KTY == jwkset.KtyOct {
-			return nil, nil, fmt.Errorf("%s is symmetric (kty oct); only RSA, EC P-256 and Ed25519 public keys are allowed", name)
+			return nil, nil, nil, fmt.Errorf("%s is symmetric (kty oct); only RSA, EC P-256 and Ed25519 public keys are allowed", name)
 		}
 		if k.D != "" || k.P != "" || k.Q != "" || k.DP != "" || k.DQ != "" || k.QI != "" || len(k.OTH) > 0 {
-			return nil, nil, fmt.Errorf("%s holds private key material; publish only public keys", name)
+			return nil, nil, nil, fmt.Errorf("%s holds private key material; publish only public keys", name)
 		}
 		if k.KID != "" {
 			if kids[k.KID] {
-				return nil, nil, fmt.Errorf("%s: kid used twice", name)
+				return nil, nil, nil, fmt.Errorf("%s: kid used twice", name)
 			}
 			kids[k.KID] = true
 		}
 		jwk, err := jwkset.NewJWKFromMarshal(k, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		alg, err := algorithmFor(jwk.Key())
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		if declared := k.ALG.String(); declared != "" && declared != alg {
-			return nil, nil, fmt.Errorf("%s: declares alg %q but its key type verifies %s", name, declared, alg)
+			return nil, nil, nil, fmt.Errorf("%s: declares alg %q but its key type verifies %s", name, declared, alg)
 		}
 		if !slices.Contains(algs, alg) {
 			algs = append(algs, alg)
 		}
+		fp, err := publicKeyFingerprint(jwk.Key())
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		fps = append(fps, fp)
 		keep.Keys = append(keep.Keys, k)
 	}
 	if len(keep.Keys) == 0 {
-		return nil, nil, errors.New(`no signature keys (every key is "use": "enc")`)
+		return nil, nil, nil, errors.New(`no signature keys (every key is "use": "enc")`)
 	}
 	storage, err := keep.ToStorage()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	kf, err := keyfunc.New(keyfunc.Options{Storage: storage})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	slices.Sort(algs)
 	lookup := func(t *jwt.Token) (any, error) {
@@ -455,7 +492,7 @@ func newJWKSKeyfunc(doc []byte) (jwt.Keyfunc, []string, error) {
 			return nil, fmt.Errorf("%w: %v", errKeyMismatch, err)
 		}
 	}
-	return lookup, algs, nil
+	return lookup, algs, fps, nil
 }
 
 // SignClaims are the claims SignHS256 puts in a token.

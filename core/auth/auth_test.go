@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -570,3 +571,43 @@ func TestVerifyConcurrent(t *testing.T) {
 }
 
 func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// TestVerifierKeys: a key has one fingerprint whatever file it comes
+// from, and different keys have different ones; core/tenant tells apart
+// tenants that share a key with them.
+func TestVerifierKeys(t *testing.T) {
+	t.Parallel()
+	k := keys()
+	fps := func(cfg auth.Config) []string { return newVerifier(t, cfg).Keys() }
+	other := []byte("another-secret-of-at-least-32-bytes!")
+	tests := map[string]struct {
+		a, b auth.Config
+		same bool
+	}{
+		"same secret":                {auth.Config{HS256Secret: secret}, auth.Config{HS256Secret: slices.Clone(secret), Audience: "x"}, true},
+		"other secret":               {auth.Config{HS256Secret: secret}, auth.Config{HS256Secret: other}, false},
+		"RSA key as PEM and in JWKS": {auth.Config{PublicKeyPEM: pemPublic(t, &k.rsa.PublicKey)}, auth.Config{JWKS: jwksDoc(t, rsaJWK("a", &k.rsa.PublicKey))}, true},
+		"Ed25519 key as PEM and in JWKS": {auth.Config{PublicKeyPEM: pemPublic(t, k.ed.Public())},
+			auth.Config{JWKS: jwksDoc(t, ecJWK(t, "e", &k.ec.PublicKey), edJWK("d", k.ed.Public().(ed25519.PublicKey)))}, true},
+		"other RSA keys": {auth.Config{PublicKeyPEM: pemPublic(t, &k.rsa.PublicKey)}, auth.Config{JWKS: jwksDoc(t, rsaJWK("b", &k.rsa2.PublicKey))}, false},
+	}
+	for name, tc := range tests {
+		t.Run("case="+name, func(t *testing.T) {
+			t.Parallel()
+			a, b := fps(tc.a), fps(tc.b)
+			if len(a) == 0 || len(b) == 0 {
+				t.Fatalf("no fingerprints: %q, %q", a, b)
+			}
+			shared := false
+			for _, fp := range a {
+				shared = shared || slices.Contains(b, fp)
+			}
+			if shared != tc.same {
+				t.Errorf("fingerprints %q and %q: shared %v, want %v", a, b, shared, tc.same)
+			}
+		})
+	}
+	if n := len(fps(auth.Config{JWKS: jwksDoc(t, rsaJWK("r", &k.rsa.PublicKey), ecJWK(t, "e", &k.ec.PublicKey))})); n != 2 {
+		t.Errorf("a JWKS of two keys has %d fingerprints", n)
+	}
+}

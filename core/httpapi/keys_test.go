@@ -56,7 +56,8 @@ func TestPublicKeyTenants(t *testing.T) {
 		"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
 		"n": b64(rsaKey.N.Bytes()), "e": b64(big.NewInt(int64(rsaKey.E)).Bytes()),
 	}}})
-	writeKeyTenant("rsa-pem", "  publicKeyFile: key.pem\n", map[string][]byte{"key.pem": pemOf(&rsaKey.PublicKey)})
+	// rsa-pem and rsa-jwks share a key: each needs an audience of its own.
+	writeKeyTenant("rsa-pem", "  publicKeyFile: key.pem\n  audience: rsa-pem\n", map[string][]byte{"key.pem": pemOf(&rsaKey.PublicKey)})
 	writeKeyTenant("ec-pem", "  publicKeyFile: key.pem\n", map[string][]byte{"key.pem": pemOf(&ecKey.PublicKey)})
 	writeKeyTenant("ed-pem", "  publicKeyFile: key.pem\n  issuer: https://idp.example\n", map[string][]byte{"key.pem": pemOf(edPub)})
 	writeKeyTenant("rsa-jwks", "  jwksFile: jwks.json\n  audience: syncplane\n", map[string][]byte{"jwks.json": jwks})
@@ -84,8 +85,9 @@ func TestPublicKeyTenants(t *testing.T) {
 		tenant, token string
 		want          int
 	}{
-		"tenant=rsa-pem/token=rs256":           {"rsa-pem", sign(jwt.SigningMethodRS256, rsaKey, "", jwt.MapClaims{}), 200},
-		"tenant=rsa-pem/token=other-key":       {"rsa-pem", sign(jwt.SigningMethodRS256, otherRSA, "", jwt.MapClaims{}), 401},
+		"tenant=rsa-pem/token=rs256":           {"rsa-pem", sign(jwt.SigningMethodRS256, rsaKey, "", jwt.MapClaims{"aud": "rsa-pem"}), 200},
+		"tenant=rsa-pem/token=other-key":       {"rsa-pem", sign(jwt.SigningMethodRS256, otherRSA, "", jwt.MapClaims{"aud": "rsa-pem"}), 401},
+		"tenant=rsa-pem/token=for-rsa-jwks":    {"rsa-pem", sign(jwt.SigningMethodRS256, rsaKey, "k1", jwt.MapClaims{"aud": "syncplane"}), 401},
 		"tenant=ec-pem/token=es256":            {"ec-pem", sign(jwt.SigningMethodES256, ecKey, "", jwt.MapClaims{}), 200},
 		"tenant=ec-pem/token=rs256":            {"ec-pem", sign(jwt.SigningMethodRS256, rsaKey, "", jwt.MapClaims{}), 401},
 		"tenant=ed-pem/token=eddsa":            {"ed-pem", sign(jwt.SigningMethodEdDSA, edKey, "", jwt.MapClaims{"iss": "https://idp.example"}), 200},

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -14,7 +15,15 @@ func Reload(ctx context.Context, reg *Registry, root string, opt Options) []erro
 	opt.Previous = reg
 	fresh, errs := LoadDir(ctx, root, opt)
 	for _, id := range fresh.IDs() {
-		reg.Put(fresh.Get(id))
+		t := fresh.Get(id)
+		if err := clashWithRunning(t, reg, fresh); err != nil {
+			errs = append(errs, err)
+			if old := reg.Get(id); old == nil || old.validator != t.validator {
+				_ = t.Close() // its own validator plugin, not the running version's
+			}
+			continue
+		}
+		reg.Put(t)
 	}
 	for _, id := range reg.IDs() {
 		t := reg.Get(id)
@@ -26,4 +35,21 @@ func Reload(ctx context.Context, reg *Registry, root string, opt Options) []erro
 		}
 	}
 	return errs
+}
+
+// clashWithRunning is LoadDir's shared-key rule against the tenants that
+// keep running as they are (in reg, not in fresh): LoadDir checked t
+// against their new versions, which may have been refused since.
+func clashWithRunning(t *Tenant, reg, fresh *Registry) error {
+	me := tokenKey{t.Manifest.ID, t.Verifier, t.Manifest.Auth.Audience}
+	for _, id := range reg.IDs() {
+		o := reg.Get(id)
+		if o == nil || fresh.Get(id) != nil {
+			continue
+		}
+		if err := me.clash(tokenKey{id, o.Verifier, o.Manifest.Auth.Audience}); err != nil {
+			return fmt.Errorf("%s: %w", t.Folder.manifestPath(), err)
+		}
+	}
+	return nil
 }

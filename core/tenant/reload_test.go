@@ -21,7 +21,7 @@ func rlWriteTenant(t *testing.T, root, id, schemaSrc string) {
 	}
 	files := map[string]string{
 		"schema.prisma":     schemaSrc,
-		"secret":            "reload-secret-0123456789abcdef0123456789",
+		"secret":            "reload-secret-0123456789abcdef0123456789-" + id, // a key of its own
 		tenant.ManifestFile: "id: " + id + "\nschema: schema.prisma\nrootModel: User\nauth:\n  hs256SecretFile: secret\n",
 	}
 	for name, src := range files {

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -280,6 +282,20 @@ func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error)
 			byID[ids[i]] = append(byID[ids[i]], d)
 		}
 	}
+	// Open every folder first: the shared-key rule decides on all of them
+	// at once, before any touches its storage.
+	folders := make([]*Folder, len(dirs))
+	openErrs := make([]error, len(dirs))
+	var sounds []*Folder
+	for i, d := range dirs {
+		if len(byID[ids[i]]) > 1 {
+			continue
+		}
+		if folders[i], openErrs[i] = OpenFolder(d, opt.Getenv); openErrs[i] == nil && sound(folders[i]) {
+			sounds = append(sounds, folders[i])
+		}
+	}
+	keyErrs := sharedKeys(sounds, opt.Previous)
 	var errs []error
 	for i, d := range dirs {
 		if claimants := byID[ids[i]]; len(claimants) > 1 {
@@ -288,7 +304,15 @@ func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error)
 			}
 			continue
 		}
-		t, err := Load(ctx, d, opt)
+		f, err := folders[i], openErrs[i]
+		if err == nil {
+			err = keyErrs[f]
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		t, err := LoadFolder(ctx, f, opt)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -296,6 +320,111 @@ func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error)
 		reg.Put(t)
 	}
 	return reg, errs
+}
+
+// sound reports whether a folder's schema, key and policy can be read:
+// a folder that cannot is refused for that, not for its key.
+func sound(f *Folder) bool {
+	if _, err := f.Schema(); err != nil {
+		return false
+	}
+	if _, err := f.Verifier(); err != nil {
+		return false
+	}
+	_, err := f.Policy()
+	return err == nil
+}
+
+// tokenKey is what tells a tenant's tokens apart: its keys and audience.
+type tokenKey struct {
+	id       string
+	keys     *auth.Verifier
+	audience string
+}
+
+// sharedKeys applies the shared-key rule to the folders (sound, in
+// folder order) and returns the refused ones with why. Two tenants that
+// verify tokens with a common key must both set distinct auth.audience
+// values: otherwise a token minted for one is good for the other.
+//
+// The folders are taken one after the other against the tenants as they
+// stand: at first the running ones (previous, on a reload), then each
+// folder taken replaces its tenant's running version. A folder that
+// clashes waits and is tried again after the others, as long as some
+// folder is taken; what still clashes is refused. So a running tenant
+// keeps its key and the folder that now claims it too is refused, while
+// two tenants that both set audiences at once are both taken; on a
+// first load the first folder with a key is taken and the later ones
+// refused.
+func sharedKeys(folders []*Folder, previous *Registry) map[*Folder]error {
+	state := map[string]tokenKey{}
+	if previous != nil {
+		for _, id := range previous.IDs() {
+			if t := previous.Get(id); t != nil {
+				state[id] = tokenKey{id, t.Verifier, t.Manifest.Auth.Audience}
+			}
+		}
+	}
+	refused := map[*Folder]error{}
+	pending := folders
+	for progress := true; progress && len(pending) > 0; {
+		progress = false
+		var next []*Folder
+		for _, f := range pending {
+			v, _ := f.Verifier()
+			me := tokenKey{f.Manifest.ID, v, f.Manifest.Auth.Audience}
+			delete(refused, f)
+			for _, o := range slices.Sorted(maps.Keys(state)) { // sorted: the same folders, the same error
+				if err := me.clash(state[o]); err != nil {
+					refused[f] = fmt.Errorf("%s: %w", f.manifestPath(), err)
+					break
+				}
+			}
+			if refused[f] != nil {
+				next = append(next, f)
+				continue
+			}
+			if old, ok := state[me.id]; !ok || !old.same(me) {
+				progress = true
+			}
+			state[me.id] = me
+		}
+		pending = next
+	}
+	return refused
+}
+
+// same reports whether k and o tell tokens apart alike.
+func (k tokenKey) same(o tokenKey) bool {
+	return k.audience == o.audience && slices.Equal(k.keys.Keys(), o.keys.Keys())
+}
+
+// clash says why tenants k and o accept each other's tokens, if they do.
+func (k tokenKey) clash(o tokenKey) error {
+	if o.id == k.id || !shareAKey(k.keys, o.keys) {
+		return nil
+	}
+	switch {
+	case k.audience == "" || o.audience == "":
+		return fmt.Errorf("tenant %s verifies tokens with a key of tenant %s: set auth.audience in both manifests, to distinct values, so that neither accepts the other's tokens",
+			k.id, o.id)
+	case k.audience == o.audience:
+		return fmt.Errorf("tenant %s verifies tokens with a key of tenant %s and the same auth.audience %q: give each its own audience, so that neither accepts the other's tokens",
+			k.id, o.id, k.audience)
+	}
+	return nil
+}
+
+func shareAKey(a, b *auth.Verifier) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	for _, k := range a.Keys() {
+		if slices.Contains(b.Keys(), k) {
+			return true
+		}
+	}
+	return false
 }
 
 // claimedID is the id a folder's manifest claims, read leniently so that a

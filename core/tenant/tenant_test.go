@@ -31,6 +31,9 @@ import (
 
 const secret = "test-secret-0123456789abcdef0123456789" // ≥ 32 bytes
 
+// otherSecret is the secret of a second tenant beside one with secret.
+const otherSecret = "other-secret-0123456789abcdef012345678"
+
 // kanban is the demo schema in one file: User ← Board ← Todo.
 var kanban = func() string {
 	b, err := os.ReadFile("testdata/kanban.prisma")
@@ -188,7 +191,7 @@ func TestLoadDir(t *testing.T) {
 
 		getenv := func(k string) string {
 			if k == "BETA_SECRET" {
-				return secret
+				return otherSecret // not acme's: tenants sharing a key need audiences
 			}
 			return ""
 		}

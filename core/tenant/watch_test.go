@@ -431,7 +431,7 @@ func testWatchAddedTenant(t *testing.T) {
 	two := filepath.Join(e.root, "two")
 	writeFiles(t, two, map[string]string{
 		tenant.ManifestFile:    strings.Replace(manifest("two", ""), "schema: schema.prisma", "schema: models", 1),
-		"secret":               secret,
+		"secret":               otherSecret, // not one's: tenants sharing a key need audiences
 		"models/kanban.prisma": kanban,
 	})
 	eventually(t, "tenant two is loaded", func() bool { return e.reg.Get("two") != nil })
