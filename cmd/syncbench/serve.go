@@ -144,7 +144,9 @@ func StartServer(ctx context.Context, cfg ServeConfig) (s *Server, err error) {
 			return s, err
 		}
 	}
-	env := serverEnv("SYNCPLANE_LOG_LEVEL=" + cmpOr(cfg.LogLevel, "info"))
+	// The server is syncbench's own, on loopback: its /metrics (goroutines,
+	// heap) are read on the API address, which serve leaves off by default.
+	env := serverEnv("SYNCPLANE_LOG_LEVEL="+cmpOr(cfg.LogLevel, "info"), "SYNCPLANE_PUBLIC_METRICS=true")
 	switch {
 	case cfg.DatabaseURL != "":
 		s.DBURL = cfg.DatabaseURL
