@@ -31,7 +31,9 @@ type AbuseConfig struct {
 	MaxRSS int64
 	// ServerNofile is the open-files limit (soft and hard) set on each
 	// server once it serves (prlimit); 0 leaves it as inherited (the Go
-	// runtime raises its soft limit to the hard one).
+	// runtime raises its soft limit to the hard one). The server is also
+	// given the connection cap (SYNCPLANE_MAX_CONNS) it would have chosen
+	// had it started under that limit: ¾ of it.
 	ServerNofile int
 	// Settle is how long the server is left alone before an "after" RSS.
 	Settle time.Duration
@@ -168,6 +170,9 @@ func RunAbuse(ctx context.Context, cfg AbuseConfig, progress io.Writer) (*AbuseR
 	rep := &AbuseReport{Config: cfg}
 	for _, db := range cfg.DBs {
 		serve := ServeConfig{Bin: cfg.Bin}
+		if cfg.ServerNofile > 0 {
+			serve.Env = append(serve.Env, fmt.Sprintf("SYNCPLANE_MAX_CONNS=%d", cfg.ServerNofile*3/4))
+		}
 		switch db {
 		case "sqlite":
 		case "postgres":

@@ -46,6 +46,8 @@ type ServeConfig struct {
 	DemoKey []byte
 	// LogLevel is the server's SYNCPLANE_LOG_LEVEL; empty: info.
 	LogLevel string
+	// Env holds more KEY=VALUE settings for the server.
+	Env []string
 }
 
 // Database names the store: "sqlite" or "postgres".
@@ -146,7 +148,7 @@ func StartServer(ctx context.Context, cfg ServeConfig) (s *Server, err error) {
 	}
 	// The server is syncbench's own, on loopback: its /metrics (goroutines,
 	// heap) are read on the API address, which serve leaves off by default.
-	env := serverEnv("SYNCPLANE_LOG_LEVEL="+cmpOr(cfg.LogLevel, "info"), "SYNCPLANE_PUBLIC_METRICS=true")
+	env := serverEnv(append([]string{"SYNCPLANE_LOG_LEVEL=" + cmpOr(cfg.LogLevel, "info"), "SYNCPLANE_PUBLIC_METRICS=true"}, cfg.Env...)...)
 	switch {
 	case cfg.DatabaseURL != "":
 		s.DBURL = cfg.DatabaseURL
