@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,7 @@ func ceilingDDL() []string {
 			`operation TEXT NOT NULL, scope_key text COLLATE "C" NOT NULL, outbox_event_id TEXT NOT NULL UNIQUE, created_at timestamptz(3) NOT NULL)`,
 		`CREATE INDEX "_changelog_scope_id" ON `+qt("_changelog")+" (scope_key, id)",
 		`CREATE INDEX "_changelog_record" ON `+qt("_changelog")+" (model, key_path, id)",
+		`CREATE INDEX "_changelog_scope_record" ON `+qt("_changelog")+" (scope_key, model, key_path)",
 	)
 	return stmts
 }
@@ -194,7 +196,7 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 	}
 	pass := &CeilingPass{Push: pushStats(p.Events(-1), time.Since(start), l, 0)}
 
-	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v); err != nil {
+	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v, false); err != nil {
 		return nil, err
 	}
 	return pass, nil
@@ -202,8 +204,8 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 
 // readBackAll reads every user's rows back by page with clients
 // concurrent readers, timing the pages, and verifies them after the clock
-// (as syncplane's pulls are).
-func readBackAll(ctx context.Context, pool *pgxpool.Pool, p *Plan, clients, limit int, acks map[string]Acks, v *Verification) (PullStats, error) {
+// (as syncplane's pulls are), as a compacted changelog unless history.
+func readBackAll(ctx context.Context, pool *pgxpool.Pool, p *Plan, clients, limit int, acks map[string]Acks, v *Verification, history bool) (PullStats, error) {
 	pages := &latencies{}
 	var mu sync.Mutex
 	entries := 0
@@ -225,7 +227,7 @@ func readBackAll(ctx context.Context, pool *pgxpool.Pool, p *Plan, clients, limi
 	}
 	stats := pullStats(entries, time.Since(start), pages)
 	for _, u := range p.Users {
-		VerifyUser(v, u, acks[u.ID], pulled[u])
+		VerifyUser(v, u, acks[u.ID], pulled[u], history)
 	}
 	return stats, nil
 }
@@ -314,6 +316,22 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 				return fmt.Errorf("delete %s: %w", model, err)
 			}
 		}
+	}
+	// The changelog keeps a record's latest entry per scope, as
+	// syncplane's does: the batch's last entry of each record, after its
+	// previous entry is deleted.
+	var latest [][]any
+	var scopes, models, keys []string
+	for i, row := range changelog {
+		if !slices.ContainsFunc(changelog[i+1:], func(later []any) bool { return later[1] == row[1] && later[2] == row[2] }) {
+			latest = append(latest, row)
+			scopes, models, keys = append(scopes, row[4].(string)), append(models, row[1].(string)), append(keys, row[2].(string))
+		}
+	}
+	changelog = latest
+	if _, err := tx.Exec(ctx, "DELETE FROM "+qt("_changelog")+" c USING unnest($1::text[], $2::text[], $3::text[]) AS n(s, m, k)"+
+		" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k", scopes, models, keys); err != nil {
+		return fmt.Errorf("compact _changelog: %w", err)
 	}
 	if useCopy {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, "_changelog"}, changelogCols, pgx.CopyFromRows(changelog)); err != nil {

@@ -69,6 +69,24 @@ func (p *Plan) Events(round int) int {
 	return n
 }
 
+// Records is the number of records the plan's events touch, deleted ones
+// included: what a pull from empty reads from a compacted changelog (each
+// record's latest entry, a delete for a deleted one).
+func (p *Plan) Records() int {
+	n := 0
+	for _, u := range p.Users {
+		seen := map[string]bool{}
+		for _, round := range u.Rounds {
+			for _, e := range round {
+				id, _ := e.Payload["id"].(string)
+				seen[recordKey(e.EntityType, id)] = true
+			}
+		}
+		n += len(seen)
+	}
+	return n
+}
+
 // Mix is the create/update/delete percentages of the second round.
 type Mix struct{ Create, Update, Delete int }
 

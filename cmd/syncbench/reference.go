@@ -114,7 +114,7 @@ func referencePass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, clie
 		pass.RoundTrips = float64(statements) / float64(events)
 	}
 
-	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v); err != nil {
+	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v, true); err != nil {
 		return nil, err
 	}
 	return pass, nil

@@ -255,7 +255,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 			return nil, fmt.Errorf("user %s: %w", u.ID, err)
 		}
 		entries += len(got)
-		VerifyUser(rep.Verify, u, acks[u.ID], got)
+		VerifyUser(rep.Verify, u, acks[u.ID], got, false)
 	}
 	rep.Pull = pullStats(entries, elapsed, pages)
 	rep.Verified = rep.Verify.OK()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,8 +64,8 @@ func TestRunVerifiesAgainstServer(t *testing.T) {
 				t.Fatalf("verification failed (%d):\n%s", rep.Verify.Failures, rep.Verify.summary())
 			}
 			p := cfg.plan()
-			if rep.Events != p.Events(-1) || rep.Pull.Entries != rep.Events || rep.Push.Batches == 0 {
-				t.Errorf("events %d, pulled %d, batches %d; want %d events all pulled", rep.Events, rep.Pull.Entries, rep.Push.Batches, p.Events(-1))
+			if rep.Events != p.Events(-1) || rep.Pull.Entries != p.Records() || rep.Push.Batches == 0 {
+				t.Errorf("events %d, pulled %d, batches %d; want %d events, and the %d records' latest entries pulled", rep.Events, rep.Pull.Entries, rep.Push.Batches, p.Events(-1), p.Records())
 			}
 			var ops = map[string]int{}
 			for _, u := range p.Users {
@@ -148,6 +149,17 @@ func TestVerifyCatchesFailures(t *testing.T) {
 			state[recordKey(e.EntityType, id)] = e.Payload
 		}
 	}
+	// The changelog keeps each record's last entry.
+	var all []Entry
+	all, good = good, nil
+	for i, en := range all {
+		if !slices.ContainsFunc(all[i+1:], func(later Entry) bool { return later.Model == en.Model && later.KeyPath[0] == en.KeyPath[0] }) {
+			good = append(good, en)
+		}
+	}
+	if len(good) == len(all) {
+		t.Fatal("the plan changes no record twice; update this test")
+	}
 	// Each entry carries the record's current state, as a pull does.
 	for i := range good {
 		if rec, ok := u.Final[recordKey(good[i].Model, good[i].KeyPath[0].(string))]; ok {
@@ -157,7 +169,7 @@ func TestVerifyCatchesFailures(t *testing.T) {
 	check := func(name string, entries []Entry, wantOK bool) {
 		t.Helper()
 		v := &Verification{}
-		VerifyUser(v, u, acks, entries)
+		VerifyUser(v, u, acks, entries, false)
 		if v.OK() != wantOK {
 			t.Errorf("%s: ok=%v, want %v: %s", name, v.OK(), wantOK, v.summary())
 		}
@@ -185,6 +197,15 @@ func TestVerifyCatchesFailures(t *testing.T) {
 	unacked := append([]Entry{}, good...)
 	unacked = append(unacked, Entry{ID: "c999999", ChangelogID: "c999999", Model: "Todo", KeyPath: []any{"zz"}, Operation: "create", ScopeKey: u.ID})
 	check("unacknowledged entry", unacked, false)
+	// An entry a later one of its record superseded, pulled from empty.
+	var superseded []Entry
+	for _, en := range all {
+		if !slices.ContainsFunc(good, func(g Entry) bool { return g.ID == en.ID }) {
+			superseded = append([]Entry{en}, good...)
+			break
+		}
+	}
+	check("superseded entry", superseded, false)
 }
 
 func TestCeilingAgainstPostgres(t *testing.T) {
@@ -202,10 +223,10 @@ func TestCeilingAgainstPostgres(t *testing.T) {
 	if !rep.Verified {
 		t.Fatalf("ceiling verification failed:\n%s", rep.Verify.summary())
 	}
-	events := cfg.plan().Events(-1)
+	events, records := cfg.plan().Events(-1), cfg.plan().Records()
 	for name, pass := range map[string]CeilingPass{"insert": rep.Insert, "copy": rep.Copy} {
-		if pass.Push.Events != events || pass.Pull.Entries != events || pass.Push.EventsPerSec <= 0 || pass.Pull.EntriesPerSec <= 0 {
-			t.Errorf("%s pass: %+v, want %d events written and read", name, pass, events)
+		if pass.Push.Events != events || pass.Pull.Entries != records || pass.Push.EventsPerSec <= 0 || pass.Pull.EntriesPerSec <= 0 {
+			t.Errorf("%s pass: %+v, want %d events written and %d records' latest entries read", name, pass, events, records)
 		}
 	}
 }

@@ -49,11 +49,17 @@ func (v *Verification) failf(format string, args ...any) {
 // Acks maps an acknowledged event id to its changelog id.
 type Acks map[string]string
 
-// VerifyUser checks one user's pulled stream against what it pushed: every
-// acknowledged changelog id exactly once, nothing else, ids increasing, and
-// the records' final state, replaying entries in order, equal to u.Final.
-func VerifyUser(v *Verification, u *UserPlan, acks Acks, entries []Entry) {
-	events := map[string]Event{} // changelog id -> event
+// VerifyUser checks one user's stream, pulled from empty after its pushes,
+// against what it pushed. The changelog is compacted (it keeps a record's
+// latest entry in a scope): the acknowledged changelog id of each record's
+// last event exactly once, none of an event a later one of its record
+// superseded, nothing else, ids increasing, and the records' final state,
+// replaying entries in order, equal to u.Final. With history (the
+// reference server, which keeps every entry), every acknowledged changelog
+// id exactly once instead.
+func VerifyUser(v *Verification, u *UserPlan, acks Acks, entries []Entry, history bool) {
+	events := map[string]Event{}  // changelog id -> event
+	latest := map[string]string{} // record key -> changelog id of its last event
 	for _, round := range u.Rounds {
 		for _, e := range round {
 			cid, ok := acks[e.ID]
@@ -62,7 +68,19 @@ func VerifyUser(v *Verification, u *UserPlan, acks Acks, entries []Entry) {
 				continue
 			}
 			events[cid] = e
+			id, _ := e.Payload["id"].(string)
+			if k := recordKey(e.EntityType, id); cid > latest[k] {
+				latest[k] = cid
+			}
 		}
+	}
+	superseded := func(cid string) bool {
+		if history {
+			return false
+		}
+		ev := events[cid]
+		id, _ := ev.Payload["id"].(string)
+		return latest[recordKey(ev.EntityType, id)] != cid
 	}
 	seen := map[string]int{}
 	state := map[string]json.RawMessage{}
@@ -85,6 +103,9 @@ func VerifyUser(v *Verification, u *UserPlan, acks Acks, entries []Entry) {
 			v.failf("user %s: entry %s pulled %d times", u.ID, en.ID, seen[en.ID])
 			continue
 		}
+		if superseded(en.ID) {
+			v.failf("user %s: pulled entry %s (event %s), which a later event of its record superseded", u.ID, en.ID, en.OutboxEventID)
+		}
 		id, _ := ev.Payload["id"].(string)
 		if en.OutboxEventID != ev.ID || en.Model != ev.EntityType || en.Operation != ev.Operation ||
 			en.ScopeKey != u.ID || len(en.KeyPath) != 1 || en.KeyPath[0] != id {
@@ -101,7 +122,7 @@ func VerifyUser(v *Verification, u *UserPlan, acks Acks, entries []Entry) {
 	}
 	missing := 0
 	for cid, ev := range events {
-		if seen[cid] == 0 {
+		if seen[cid] == 0 && !superseded(cid) {
 			missing++
 			if missing <= 3 {
 				v.failf("user %s: acknowledged entry %s (event %s) was never pulled", u.ID, cid, ev.ID)

@@ -183,3 +183,53 @@ func downgradeToOldLayout(t *testing.T, e *env, tenantID string) {
 	}
 	must(t, tx.Commit())
 }
+
+// TestCompactionUpgrade: a tenant at system version 2 (before compaction:
+// no (scope_key, model, key_path) index, no index on the ledger's
+// applied_at) gets both indexes when a server loads it, keeps its history
+// as it is, and is compacted from its records' next writes on.
+func TestCompactionUpgrade(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db storetest.DB) {
+		e := newEnv(t, db)
+		ok(t, e.push(t, "acme", "cu", ev("", "User", "create", user("cu")), ev("", "Board", "create", board("cu-b", "cu", "v1"))))
+		ctx := context.Background()
+		driver, dsn, s := "sqlite", "file:"+filepath.Join(e.data, "tenants", "acme.db")+"?_pragma=busy_timeout(10000)", ""
+		if e.db.Name == "postgres" {
+			driver, dsn, s = "pgx", e.dbURL, `"t_acme".`
+		}
+		conn, err := sql.Open(driver, dsn)
+		must(t, err)
+		defer conn.Close()
+		for _, q := range []string{
+			"DROP INDEX " + s + `"_changelog_scope_record"`,
+			"DROP INDEX " + s + `"_applied_events_at"`,
+			"UPDATE " + s + `"_meta" SET value = '2' WHERE key = 'system'`,
+		} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		url := e.start(t) // loads (and so upgrades) the tenant
+		ok(t, pushTo(t, url, "acme", "cu", ev("", "Board", "update", board("cu-b", "cu", "v2"))))
+		logs := pullAllWith(t, url, "acme", token(t, "acme", "cu"))
+		if len(logs) != 2 || logs[1].Operation != "update" || recordOf(t, logs[1])["name"] != "v2" {
+			t.Errorf("after the upgrade and an update: %+v, want the user's entry and the board's update", logs)
+		}
+		var version string
+		must(t, conn.QueryRowContext(ctx, "SELECT value FROM "+s+`"_meta" WHERE key = 'system'`).Scan(&version))
+		if version != "3" {
+			t.Errorf("system version %q after the upgrade, want 3", version)
+		}
+		for _, idx := range []string{"_changelog_scope_record", "_applied_events_at"} {
+			q := "SELECT count(*) FROM pg_indexes WHERE schemaname = 't_acme' AND indexname = $1"
+			if e.db.Name != "postgres" {
+				q = "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?"
+			}
+			var n int
+			must(t, conn.QueryRowContext(ctx, q, idx).Scan(&n))
+			if n != 1 {
+				t.Errorf("index %s: %d after the upgrade, want 1", idx, n)
+			}
+		}
+	})
+}

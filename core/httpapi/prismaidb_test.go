@@ -86,10 +86,21 @@ func TestChildrenBeforeParents(t *testing.T) {
 		for i, l := range logs {
 			pos[l.Model+":"+l.Operation+string(l.KeyPath)] = i
 		}
+		// The changelog keeps a record's latest entry: cbp-t1 is one entry,
+		// its update, after its board; its create went (and its event's id
+		// comes before the update's).
+		if len(logs) != 4 {
+			t.Errorf("%d entries, want 4 (user, board, the todos' latest)", len(logs))
+		}
+		if _, ok := pos[`Todo:create["cbp-t1"]`]; ok {
+			t.Errorf("cbp-t1's create is still in the changelog after its update")
+		}
+		if *res[0].AppliedChangelogID >= *res[1].AppliedChangelogID {
+			t.Errorf("cbp-t1's create answers %s, not before its update's %s", *res[0].AppliedChangelogID, *res[1].AppliedChangelogID)
+		}
 		for _, c := range [][2]string{
 			{`User:create["cbp"]`, `Board:create["cbp-b"]`},
-			{`Board:create["cbp-b"]`, `Todo:create["cbp-t1"]`},
-			{`Todo:create["cbp-t1"]`, `Todo:update["cbp-t1"]`},
+			{`Board:create["cbp-b"]`, `Todo:update["cbp-t1"]`},
 			{`Board:create["cbp-b"]`, `Todo:create["cbp-t2"]`},
 		} {
 			a, aok := pos[c[0]]
@@ -98,8 +109,8 @@ func TestChildrenBeforeParents(t *testing.T) {
 				t.Errorf("entry %s (at %d) must come before %s (at %d)", c[0], a, c[1], b)
 			}
 		}
-		if got := recordOf(t, logs[len(logs)-1]); logs[len(logs)-1].Model == "Todo" && got["title"] == "first" {
-			t.Errorf("the update was overtaken by its create: %v", got)
+		if i, ok := pos[`Todo:update["cbp-t1"]`]; ok && recordOf(t, logs[i])["title"] != "first, renamed" {
+			t.Errorf("the update was overtaken by its create: %v", recordOf(t, logs[i]))
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,9 +49,12 @@ func pullPage(t testing.TB, url, tenantID, tok string, req map[string]any) (pull
 
 // TestPullPageBytes is finding 1: 499 small updates to one board, then one
 // update that gives it a 900 KB name. Each entry carries the board as it
-// is now, so a page of 500 entries was 428 MiB. A page now stops at
-// pullPageBytes (4 MiB by default) and the reader following the cursor
-// still gets every entry exactly once, each with the board's current state.
+// is now, so a page of 500 entries was 428 MiB. The changelog now keeps
+// one entry per record and scope, so that board is one entry; eleven more
+// boards with 900 KB names make a stream of 13 entries of about 10 MB. A
+// page stops at pullPageBytes (4 MiB by default) and the reader following
+// the cursor gets every entry exactly once, each with its board's current
+// state.
 func TestPullPageBytes(t *testing.T) {
 	t.Parallel()
 	forEachDB(t, func(t *testing.T, db storetest.DB) {
@@ -66,35 +70,27 @@ func TestPullPageBytes(t *testing.T) {
 			ok(t, pushTo(t, url, "beta", sub, events...))
 		}
 		huge := strings.Repeat("n", 900_000)
+		for i := 0; i < 11; i++ {
+			ok(t, pushTo(t, url, "beta", sub, ev("", "Board", "create", board(fmt.Sprintf("bn-%02d", i), sub, huge))))
+		}
 		ok(t, pushTo(t, url, "beta", sub, ev("", "Board", "update", board("bn", sub, huge))))
 
-		page, size := pullPage(t, url, "beta", tok, map[string]any{"limit": 500})
-		if size > pull.DefaultPageBytes {
-			t.Errorf("first page: %d bytes, over the %d-byte budget", size, pull.DefaultPageBytes)
-		}
-		if n := len(page.LogsWithRecords); n < 2 || n > 5 {
-			t.Errorf("first page: %d entries, want the user and the few board entries that fit in 4 MiB", n)
-		}
-		total := 0
-		for _, l := range page.LogsWithRecords {
-			total += len(l.Record)
-		}
-		if total < 900_000 {
-			t.Errorf("first page: %d bytes of records, want the board's 900 KB name in each board entry", total)
-		}
-		// Followed through one scope, the cursor is the last entry's id and
-		// each page holds the next few entries, each with the board as it
-		// is now. (The whole stream is 500 MB; the reader here takes the
-		// first 20 pages, TestPullPageBytesManifest follows one to its end.)
-		var order []string
+		var order, keys []string
 		req := map[string]any{"limit": 500, "scopeKey": sub}
-		for pages := 1; pages <= 20; pages++ {
+		for pages := 1; ; pages++ {
 			page, size := pullPage(t, url, "beta", tok, req)
-			if size > pull.DefaultPageBytes || len(page.LogsWithRecords) == 0 {
+			if size > pull.DefaultPageBytes {
 				t.Fatalf("page %d: %d entries in %d bytes (budget %d)", pages, len(page.LogsWithRecords), size, pull.DefaultPageBytes)
+			}
+			if len(page.LogsWithRecords) == 0 {
+				break
+			}
+			if pages > 20 {
+				t.Fatal("more than 20 pages for 13 entries")
 			}
 			for _, l := range page.LogsWithRecords {
 				order = append(order, l.ID)
+				keys = append(keys, string(l.KeyPath))
 				if l.Model == "Board" && (len(l.Record) < 900_000 || !strings.Contains(string(l.Record), `"name":"nnnnnnnn`)) {
 					t.Fatalf("entry %s carries %.60s…, want the board's current state", l.ID, l.Record)
 				}
@@ -109,8 +105,13 @@ func TestPullPageBytes(t *testing.T) {
 				t.Fatalf("entry %s after %s", order[i], order[i-1])
 			}
 		}
-		if len(order) < 20 || len(order) > 100 {
-			t.Errorf("20 pages held %d entries, want 1 to 5 each", len(order))
+		want := []string{`["big-name"]`}
+		for i := 0; i < 11; i++ {
+			want = append(want, fmt.Sprintf(`["bn-%02d"]`, i))
+		}
+		want = append(want, `["bn"]`)
+		if diff := cmp.Diff(want, keys); diff != "" {
+			t.Errorf("entries (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -313,6 +313,26 @@ func TestMoveBetweenScopes(t *testing.T) {
 		if !have[`Project["stay"]`] {
 			t.Error("team-42's reader lost a project that did not move")
 		}
+		// The old scope keeps the move's delete entries, which replaced
+		// the records' earlier entries there: a new reader of team-42 reads
+		// each record once, the moved ones as tombstones.
+		fresh, _ := pullAllFrom(t, e.url, bob, map[string]any{})
+		ops := map[string]string{}
+		for _, l := range fresh {
+			k := l.Model + string(l.KeyPath)
+			if _, dup := ops[k]; dup {
+				t.Errorf("a new reader of team-42 reads %s twice", k)
+			}
+			ops[k] = l.Operation
+		}
+		for _, k := range []string{`Project["mv"]`, `Task["mv-t1"]`, `Task["mv-t2"]`} {
+			if ops[k] != "delete" {
+				t.Errorf("team-42's changelog has %q for moved %s, want its delete entry", ops[k], k)
+			}
+		}
+		if ops[`Project["stay"]`] != "create" {
+			t.Errorf("team-42's changelog has %q for the project that stayed, want its create", ops[`Project["stay"]`])
+		}
 		ginaLogs, _ := pullAllFrom(t, e.url, gina, map[string]any{})
 		have = replica(ginaLogs)
 		for _, k := range []string{`Project["mv"]`, `Task["mv-t1"]`, `Task["mv-t2"]`} {

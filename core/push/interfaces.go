@@ -36,7 +36,10 @@ type Tx interface {
 	// LockScopes locks the scopes' head rows and returns their last ids.
 	LockScopes(ctx context.Context, scopes []string) (map[string]string, error)
 	// Apply performs the writes in order, then appends the changelog
-	// entries, records the applied events (for AppliedEvents) and moves
+	// entries (at most one per record and scope; each replaces its
+	// record's previous entry in the scope), records the applied events
+	// (for AppliedEvents, each with its own changelog id, which may be an
+	// entry superseded in the batch and never written) and moves
 	// the locked scope heads to the given last ids. An applied event that
 	// another transaction recorded meanwhile fails it with
 	// store.ErrDuplicateEvent.

@@ -12,7 +12,9 @@ import (
 )
 
 // write allocates changelog ids under the scope locks and writes the
-// accepted changes: consecutive upserts of the batch become one multi-row
+// accepted changes (the changelog is compacted: of the batch's entries of
+// one record in one scope only the last is written, and the store deletes
+// that record's previous entry in the scope; see latest): consecutive upserts of the batch become one multi-row
 // upsert per model (parents first), consecutive deletes one delete per
 // model (children first), and records each change's event as applied by
 // subject under its own entry (a move's other entries are not events). It
@@ -79,10 +81,42 @@ func (s *Service) write(ctx context.Context, tx Tx, subject string, items []*ite
 		ids[j] = entries[own[j]].ID
 		ledger.Events[j] = store.AppliedEvent{EventID: items[c.idx].ev.ID, ChangelogID: ids[j]}
 	}
-	if err := tx.Apply(ctx, s.writes(items, changes), entries, heads, ledger); err != nil {
+	if err := tx.Apply(ctx, s.writes(items, changes), latest(entries), heads, ledger); err != nil {
 		return nil, nil, err
 	}
 	return ids, heads, nil
+}
+
+// latest returns the entries that no later entry of the same record in
+// the same scope supersedes, in order. A superseded entry is never
+// written, as if it had been written and deleted in the transaction: its
+// event still answers the id allocated to it, and the ledger keeps that
+// id, which is the id the event would answer had it come in a batch of
+// its own (its entry deleted by the next). A scope's head is its last
+// allocated id, which always belongs to a surviving entry.
+func latest(entries []changelog.Entry) []changelog.Entry {
+	type rec struct{ scope, model, key string }
+	seen := make(map[rec]bool, len(entries))
+	keep := make([]bool, len(entries))
+	n := 0
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		k := rec{e.ScopeKey, e.Model, string(e.KeyPath)}
+		if !seen[k] {
+			seen[k], keep[i] = true, true
+			n++
+		}
+	}
+	if n == len(entries) {
+		return entries
+	}
+	out := make([]changelog.Entry, 0, n)
+	for i, e := range entries {
+		if keep[i] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // writes turns the accepted changes into the store's writes: the upserts

@@ -7,7 +7,8 @@
 // (see Layout): in the PostgreSQL schema t_<id>, or in the SQLite file
 // <data>/tenants/<id>.db. Next to them sit the tenant's _changelog and
 // _scope_heads tables, the _applied_events ledger (push's idempotency key:
-// a subject's event id, see Applied) and a _meta table that remembers the
+// a subject's event id, see Applied; rows older than the tenant's
+// retention are pruned, see Tenant.SetLedgerRetention) and a _meta table that remembers the
 // applied layout, so that a schema change can be diffed, applied when it is
 // additive and refused when it is destructive, and the version of these
 // own tables, so that a tenant created by an earlier version is upgraded
@@ -22,7 +23,10 @@
 // per connection and take their rows as array parameters (unnest, = ANY),
 // so that the database parses and plans them once instead of once per
 // batch; a batch without deletes writes its records, changelog entries
-// and scope heads in one statement (see Tx.Apply). Everything else goes
+// and scope heads in one statement (see Tx.Apply). The changelog is
+// compacted: the statement that inserts a record's entry deletes the
+// record's previous entry in that scope, so a scope holds one entry per
+// record (its latest, a delete for a deleted record). Everything else goes
 // through bun, which renders arguments into the SQL text. A record is read
 // with the scopes its ownership paths resolve to in the same query
 // (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a

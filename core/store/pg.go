@@ -242,7 +242,12 @@ func (t *Tenant) pgWrite(p *pgArgs, w Write) (string, error) {
 	return "", nil
 }
 
-func (t *Tenant) pgChangelog(p *pgArgs, entries []changelog.Entry) string {
+// pgChangelog inserts entries and deletes the entries they supersede (the
+// previous entry of each one's record in its scope, through the index
+// _changelog_scope_record), the two statements sharing their arrays.
+// Combined in one statement, the delete sees the changelog as it was
+// before the statement, so it never meets the new entries.
+func (t *Tenant) pgChangelog(p *pgArgs, entries []changelog.Entry) (insert, del string) {
 	n := len(entries)
 	ids, models, keys, ops, scopes, events := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	created := make([]time.Time, n)
@@ -250,9 +255,12 @@ func (t *Tenant) pgChangelog(p *pgArgs, entries []changelog.Entry) string {
 		ids[i], models[i], keys[i], ops[i], scopes[i], events[i] = e.ID, e.Model, string(e.KeyPath), string(e.Operation), e.ScopeKey, e.OutboxEventID
 		created[i] = e.CreatedAt.UTC()
 	}
+	id, model, key, scope := p.bind(ids, "text[]"), p.bind(models, "text[]"), p.bind(keys, "text[]"), p.bind(scopes, "text[]")
 	return "INSERT INTO " + t.prefix + `"_changelog" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) SELECT * FROM unnest(` +
-		p.bind(ids, "text[]") + ", " + p.bind(models, "text[]") + ", " + p.bind(keys, "text[]") + ", " + p.bind(ops, "text[]") + ", " +
-		p.bind(scopes, "text[]") + ", " + p.bind(events, "text[]") + ", " + p.bind(created, "timestamptz[]") + ")"
+			id + ", " + model + ", " + key + ", " + p.bind(ops, "text[]") + ", " +
+			scope + ", " + p.bind(events, "text[]") + ", " + p.bind(created, "timestamptz[]") + ")",
+		"DELETE FROM " + t.prefix + `"_changelog" c USING unnest(` + id + ", " + model + ", " + key + ", " + scope + ") AS n(i, m, k, s)" +
+			" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k AND c.id < n.i"
 }
 
 // pgLedger records the applied events of a subject.
@@ -311,7 +319,8 @@ func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.En
 			parts = append(parts, x.t.pgLedger(p, applied))
 		}
 		if i == len(runs)-1 && len(entries) > 0 {
-			parts = append(parts, x.t.pgChangelog(p, entries))
+			ins, del := x.t.pgChangelog(p, entries)
+			parts = append(parts, del, ins)
 			if len(heads) > 0 {
 				parts = append(parts, x.t.pgHeads(p, heads))
 			}

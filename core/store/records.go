@@ -199,8 +199,15 @@ func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
 	return &Tx{t: t, tx: tx}, nil
 }
 
-// Commit commits the transaction.
-func (x *Tx) Commit() error { return constraint(x.tx.Commit()) }
+// Commit commits the transaction. At most once per pruneEvery per tenant
+// handle, it then prunes the ledger (see Tenant.SetLedgerRetention).
+func (x *Tx) Commit() error {
+	if err := x.tx.Commit(); err != nil {
+		return constraint(err)
+	}
+	x.t.maybePrune()
+	return nil
+}
 
 // Rollback aborts the transaction; after Commit it does nothing.
 func (x *Tx) Rollback() error {

@@ -276,11 +276,12 @@ func TestTenantTables(t *testing.T) {
 			"_changelog": {
 				Columns:    []string{"id", "model", "key_path", "operation", "scope_key", "outbox_event_id", "created_at"},
 				PrimaryKey: []string{"id"},
-				Indexes:    []string{"model,key_path,id", "scope_key,id"},
+				Indexes:    []string{"model,key_path,id", "scope_key,id", "scope_key,model,key_path"},
 			},
 			"_applied_events": {
 				Columns:    []string{"subject", "event_id", "changelog_id", "applied_at"},
 				PrimaryKey: []string{"subject", "event_id"},
+				Indexes:    []string{"applied_at"},
 			},
 			"_scope_heads": {
 				Columns:    []string{"scope_key", "last_id"},
@@ -555,7 +556,9 @@ func TestConstraintErrors(t *testing.T) {
 	})
 }
 
-// entries makes n changelog entries of scope, after last, for Card keys.
+// entries makes n changelog entries of scope, after last, each of its
+// own Card (its key names its id: the changelog keeps one entry per record
+// and scope, see TestCompaction).
 func entries(t *testing.T, scope, last string, n int, event string) []changelog.Entry {
 	t.Helper()
 	var out []changelog.Entry
@@ -567,7 +570,7 @@ func entries(t *testing.T, scope, last string, n int, event string) []changelog.
 		}
 		last = id
 		out = append(out, changelog.Entry{
-			ID: id, Model: "Card", KeyPath: json.RawMessage(fmt.Sprintf(`["%s-%d"]`, scope, i)),
+			ID: id, Model: "Card", KeyPath: json.RawMessage(fmt.Sprintf(`["%s-%s"]`, scope, id)),
 			Operation: changelog.Create, ScopeKey: scope, OutboxEventID: fmt.Sprintf("%s-%d", event, i), CreatedAt: now,
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -26,6 +27,11 @@ type Tenant struct {
 	tables map[string]*tableInfo
 	own    *schema.Ownership
 	page   *pageQuery // PostgreSQL's one-statement pull page, when it applies
+
+	// retention is how long the ledger keeps an applied event (0: for
+	// ever); lastPrune the Unix nanoseconds of the last pruning.
+	retention atomic.Int64
+	lastPrune atomic.Int64
 }
 
 // tableInfo is how one model is stored.
@@ -189,8 +195,12 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 //     outbox_event_id was unique in the tenant and was the idempotency key
 //     of push;
 //   - "2": the _applied_events ledger holds the idempotency key, (subject,
-//     event id), and outbox_event_id is a plain column.
-const systemVersion = "2"
+//     event id), and outbox_event_id is a plain column;
+//   - "3": the changelog is compacted (push deletes a record's previous
+//     entry in a scope when it writes a new one) through the index
+//     _changelog_scope_record, and the ledger has _applied_events_at for
+//     its retention window (Tenant.SetLedgerRetention).
+const systemVersion = "3"
 
 // systemDDL creates syncplane's own tables of a tenant, as systemVersion
 // has them.
@@ -208,9 +218,11 @@ func (t *Tenant) systemDDL() []string {
 		t.changelogDDL(`"_changelog"`),
 		`CREATE INDEX IF NOT EXISTS "_changelog_scope_id" ON ` + t.prefix + `"_changelog" (scope_key, id)`,
 		`CREATE INDEX IF NOT EXISTS "_changelog_record" ON ` + t.prefix + `"_changelog" (model, key_path, id)`,
+		`CREATE INDEX IF NOT EXISTS "_changelog_scope_record" ON ` + t.prefix + `"_changelog" (scope_key, model, key_path)`,
 		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_scope_heads" (scope_key ` + txt + " PRIMARY KEY, last_id TEXT NOT NULL)",
 		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_applied_events" (subject ` + txt + " NOT NULL, event_id " + txt + " NOT NULL, " +
 			"changelog_id TEXT NOT NULL, applied_at " + t.d.timestampType() + " NOT NULL, PRIMARY KEY (subject, event_id))",
+		`CREATE INDEX IF NOT EXISTS "_applied_events_at" ON ` + t.prefix + `"_applied_events" (applied_at)`,
 	}
 }
 
@@ -253,7 +265,10 @@ func (t *Tenant) upgradeSystem(ctx context.Context, tx bun.Tx) error {
 	case err != nil:
 		return fmt.Errorf("tenant %s: system version: %w", t.id, classify(err))
 	}
-	if version == systemVersion {
+	if version == systemVersion || version == "2" {
+		// 2 → 3 only adds indexes, which systemDDL has just created. The
+		// entries the changelog holds from before stay (it is compacted
+		// from their records' next writes on).
 		return nil
 	}
 	notMoved := "instr(outbox_event_id, '" + movedSuffix + "') = 0"

@@ -35,7 +35,10 @@ type AppliedEvent struct {
 	ChangelogID string
 }
 
-// Apply performs writes in order, then inserts entries, records the
+// Apply performs writes in order, then inserts entries (deleting, in the
+// same statement on PostgreSQL, the previous entry of each one's record
+// in its scope: the changelog holds the latest entry of a record per
+// scope; entries must name each (scope, model, key path) once), records the
 // applied events in the ledger and moves the locked scope heads to the
 // given last ids (on PostgreSQL the same statement NOTIFYs other
 // processes, delivered on commit: see Store.Listen). A ledger row that
@@ -69,7 +72,7 @@ func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entr
 		stmts = append(stmts, x.t.ledgerSQL(applied))
 	}
 	if len(entries) > 0 {
-		stmts = append(stmts, x.t.changelogSQL(entries))
+		stmts = append(stmts, x.t.supersededSQL(entries), x.t.changelogSQL(entries))
 		if len(heads) > 0 {
 			stmts = append(stmts, x.t.headsSQL(heads))
 		}
@@ -123,6 +126,28 @@ func (t *Tenant) upsertSQL(ti *tableInfo, recs []schema.Record) stmt {
 		b.WriteString(")")
 	}
 	b.WriteString(ti.onConflict)
+	return stmt{sql: b.String(), args: args}
+}
+
+// supersededSQL deletes the entries that entries supersede: the previous
+// entry of each one's record in its scope (the changelog is compacted, see
+// Apply). It runs before the entries are inserted; every earlier entry of
+// a locked scope has a lower id than the new ones anyway.
+func (t *Tenant) supersededSQL(entries []changelog.Entry) stmt {
+	var b strings.Builder
+	args := make([]any, 0, len(entries)*3+1)
+	b.WriteString("DELETE FROM " + t.prefix + `"_changelog" WHERE (scope_key, model, key_path) IN (VALUES `)
+	low := entries[0].ID
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?)")
+		args = append(args, e.ScopeKey, e.Model, string(e.KeyPath))
+		low = min(low, e.ID)
+	}
+	b.WriteString(") AND id < ?")
+	args = append(args, low)
 	return stmt{sql: b.String(), args: args}
 }
 

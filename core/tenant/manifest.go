@@ -61,6 +61,14 @@ type Manifest struct {
 	// "http://localhost:5173", "capacitor://localhost". Default: none, no
 	// cross-origin browser access.
 	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// IdempotencyRetention is how long push remembers an applied event
+	// (its subject, its id and its changelog id, in the tenant's
+	// _applied_events ledger) to answer a replay of it with its original
+	// result and write nothing, e.g. "168h". A replay that comes later is
+	// applied again. At least 1m; default 168h (7 days). Rows past it are
+	// deleted in small batches, at most once a minute per tenant and
+	// server process.
+	IdempotencyRetention Duration `yaml:"idempotencyRetention"`
 
 	file string     // the manifest's path, as given to ParseManifest
 	root *yaml.Node // the document's top mapping, for positions
@@ -128,6 +136,10 @@ type Validator struct {
 	CPUSeconds    int      `yaml:"cpuSeconds"`    // CPU-time limit of the process; default 60
 	IdleTimeout   Duration `yaml:"idleTimeout"`   // stop the process after this long unused; default 5m
 }
+
+// DefaultIdempotencyRetention is IdempotencyRetention when the manifest
+// does not state it.
+const DefaultIdempotencyRetention = 7 * 24 * time.Hour
 
 // Duration is a YAML duration such as "2s" or "5m".
 type Duration time.Duration
@@ -327,6 +339,12 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 			}
 			errs = append(errs, &FileError{File: file, Line: l, Column: c, Msg: "allowedOrigins: " + msg})
 		}
+	}
+	switch {
+	case m.IdempotencyRetention == 0:
+		m.IdempotencyRetention = Duration(DefaultIdempotencyRetention)
+	case time.Duration(m.IdempotencyRetention) < time.Minute:
+		bad(fmt.Sprintf("idempotencyRetention %s is shorter than 1m", time.Duration(m.IdempotencyRetention)), "idempotencyRetention")
 	}
 	m.Limits.applyDefaults()
 	// Compared only when both are valid, and reported at whichever of the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -165,6 +166,14 @@ func TestParseManifestErrors(t *testing.T) {
 				file + `:13:5: allowedOrigins: "https://user@app.example.com" is not an origin: an origin has no user, path (not even a trailing /), query or fragment` + "\n" +
 				file + `:14:5: allowedOrigins: "https://bad_host": "bad_host" is not a host name or address (want "*" or scheme://host[:port], e.g. https://app.example.com)`,
 		},
+		"idempotency-retention-too-short": {
+			src:  good + "idempotencyRetention: 30s\n",
+			want: file + ":6:23: idempotencyRetention 30s is shorter than 1m",
+		},
+		"idempotency-retention-not-a-duration": {
+			src:  good + "idempotencyRetention: 7d\n",
+			want: file + `:6:1: "7d" is not a duration such as 2s or 5m`,
+		},
 		"allowed-origins-star-not-alone": {
 			src:  good + "allowedOrigins: [\"*\", \"https://app.example.com\"]\n",
 			want: file + `:6:18: allowedOrigins: "*" allows every origin; list it alone`,
@@ -288,6 +297,7 @@ policy: policy.csv
 validator:
 rootFromToken: {id: sub, email: email, name: name}
 allowedOrigins: ["https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"]
+idempotencyRetention: 48h
 `
 	m, err := tenant.ParseManifest(file, []byte(src))
 	if err != nil {
@@ -295,11 +305,12 @@ allowedOrigins: ["https://app.acme.example", "http://localhost:5173", "capacitor
 	}
 	want := &tenant.Manifest{
 		ID: "acme", Schema: "models", RootModel: "User", Exclude: []string{"Session", "Account"},
-		Auth:           tenant.Auth{Issuer: "https://auth.acme.example", Audience: "syncplane", HS256SecretEnv: "ACME_JWT_SECRET", RolesClaim: "roles"},
-		Policy:         "policy.csv",
-		Limits:         tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20},
-		RootFromToken:  map[string]string{"id": "sub", "email": "email", "name": "name"},
-		AllowedOrigins: []string{"https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"},
+		Auth:                 tenant.Auth{Issuer: "https://auth.acme.example", Audience: "syncplane", HS256SecretEnv: "ACME_JWT_SECRET", RolesClaim: "roles"},
+		Policy:               "policy.csv",
+		Limits:               tenant.Limits{MaxBatch: 100, MaxBodyBytes: 1 << 20, PullPageSize: 50, PullPageMax: 500, PullPageBytes: 4 << 20},
+		RootFromToken:        map[string]string{"id": "sub", "email": "email", "name": "name"},
+		AllowedOrigins:       []string{"https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"},
+		IdempotencyRetention: tenant.Duration(48 * time.Hour),
 	}
 	// validator: (null) is no validator.
 	if diff := cmp.Diff(want, m, cmpopts.IgnoreFields(tenant.Manifest{}, "Validator"), cmpopts.IgnoreUnexported(tenant.Manifest{})); diff != "" {

@@ -125,6 +125,11 @@ func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 	if t.Store, err = opt.Store.Tenant(ctx, m.ID, t.Schema, t.Own); err != nil {
 		return nil, err
 	}
+	retention := time.Duration(m.IdempotencyRetention)
+	if retention == 0 { // a manifest not made by ParseManifest
+		retention = DefaultIdempotencyRetention
+	}
+	t.Store.SetLedgerRetention(retention)
 	log := opt.Log.With("tenant", m.ID)
 	var validator push.Validator // stays a nil interface without a plugin
 	if m.Validator != nil {

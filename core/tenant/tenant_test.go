@@ -808,8 +808,10 @@ model Tag {
 		if err != nil || len(recs) != 1 || recs[0]["image"] != "https://example.com/ada.png" {
 			t.Errorf("u1 after the refused change = %v, %v", recs, err)
 		}
-		// The changelog: create, create, update, create, update.
-		if diff := cmp.Diff([]string{"User", "Board", "User", "Tag", "User"}, pulled(t, v2, "u1")); diff != "" {
+		// The changelog (compacted: a record's latest entry) across the
+		// schema change: board b1's create, tag t1's create, then u1's last
+		// update (its create and first update are gone).
+		if diff := cmp.Diff([]string{"Board", "Tag", "User"}, pulled(t, v2, "u1")); diff != "" {
 			t.Errorf("pull (-want +got):\n%s", diff)
 		}
 		// And the files put back as they were load again.

@@ -1,0 +1,72 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/syncplane/syncplane/core/schema"
+)
+
+const (
+	// pruneEvery is how often a tenant handle prunes its ledger, at most.
+	pruneEvery = time.Minute
+	// pruneBatch is how many ledger rows one DELETE removes, at most, and
+	// pruneBatches how many DELETEs one pruning runs, at most.
+	pruneBatch   = 1000
+	pruneBatches = 10
+	// pruneTimeout bounds one pruning.
+	pruneTimeout = 5 * time.Second
+)
+
+// SetLedgerRetention sets how long the _applied_events ledger keeps an
+// applied event (0 or less: for ever). A replay of an event still in the
+// ledger is answered from it, whatever became of its changelog entry; a
+// replay of an event pruned from it is applied again (an upsert of the
+// same record, or a delete of it).
+//
+// Pruning is not on the path of each event: after a commit, at most once
+// a minute per tenant handle (so per tenant and process), bounded DELETEs
+// of up to 1,000 rows each remove rows applied before the window, through
+// the index _applied_events_at, until one removes fewer or ten have run:
+// at most 10,000 rows a minute, 14.4 million a day per process. A tenant
+// that applies more than that keeps a growing ledger. A failure is left
+// to the next pruning.
+func (t *Tenant) SetLedgerRetention(d time.Duration) { t.retention.Store(int64(d)) }
+
+// maybePrune prunes the ledger if it is due (see SetLedgerRetention).
+func (t *Tenant) maybePrune() {
+	keep := time.Duration(t.retention.Load())
+	if keep <= 0 {
+		return
+	}
+	now := time.Now()
+	last := t.lastPrune.Load()
+	if now.UnixNano()-last < int64(pruneEvery) || !t.lastPrune.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pruneTimeout)
+	defer cancel()
+	for range pruneBatches {
+		n, err := t.PruneLedger(ctx, now.Add(-keep), pruneBatch)
+		if err != nil || n < pruneBatch {
+			return // an error is left to the next pruning
+		}
+	}
+}
+
+// PruneLedger deletes up to limit rows of the _applied_events ledger that
+// were applied before before, and returns how many it deleted.
+func (t *Tenant) PruneLedger(ctx context.Context, before time.Time, limit int) (int64, error) {
+	tbl := t.prefix + `"_applied_events"`
+	row := "rowid"
+	if t.d.name() == "postgres" {
+		row = "ctid"
+	}
+	res, err := t.db.ExecContext(ctx, "DELETE FROM "+tbl+" WHERE "+row+" IN (SELECT "+row+" FROM "+tbl+
+		" WHERE applied_at < ? LIMIT ?)", t.d.encode(schema.DateTime, before.UTC()), limit)
+	if err != nil {
+		return 0, classify(err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
