@@ -283,7 +283,7 @@ func TestParseManifestDefaults(t *testing.T) {
 
 func TestParseManifestFields(t *testing.T) {
 	t.Parallel()
-	src := `# the example of DESIGN.md section 2, without the validator
+	src := `# the manifest example of README.md (Tenants), without the validator
 id: acme
 schema: models
 rootModel: User
