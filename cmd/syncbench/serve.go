@@ -3,14 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/syncplane/syncplane/sdk/pgscratch"
 )
 
 // serverPackage is what --serve builds when no --server-bin is given.
@@ -320,43 +317,6 @@ func (l *tailLog) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-// createScratchDB creates syncbench_<random> on the PostgreSQL server of
-// adminURL and returns its URL and a function dropping it.
-func createScratchDB(ctx context.Context, adminURL string) (string, func(), error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL URL: %w", err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "syncbench_" + hex.EncodeToString(b[:])
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL %s: %w", u.Redacted(), err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(cctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("create scratch database: %w", err)
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(dctx, adminURL)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "syncbench: drop database %s: %v\n", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "syncbench: drop database %s: %v\n", name, err)
-		}
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
-}
-
 // procStatus reads VmRSS and VmHWM of pid, in bytes.
 func procStatus(pid int) (rss, hwm int64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -452,3 +412,9 @@ func (r *rssSampler) finish(db string) *ServerReport {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// createScratchDB creates syncbench_<random> on the PostgreSQL server of
+// adminURL and returns its URL and a function dropping it.
+func createScratchDB(ctx context.Context, adminURL string) (string, func(), error) {
+	return pgscratch.Create(ctx, adminURL, "syncbench_", func(err error) { fmt.Fprintf(os.Stderr, "syncbench: %v\n", err) })
+}

@@ -4,19 +4,14 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/syncplane/syncplane/sdk/nodetest"
+	"github.com/syncplane/syncplane/sdk/pgscratch"
 )
 
 // TestBrowser runs driver.mjs once per database (subtests db=sqlite and
@@ -68,7 +63,7 @@ func TestBrowser(t *testing.T) {
 		if admin == "" {
 			nodetest.Missing(t, "SYNCPLANE_TEST_REQUIRE_POSTGRES", "SYNCPLANE_TEST_DATABASE_URL is not set (the PostgreSQL run needs it)")
 		}
-		dbURL, drop, err := scratchDB(ctx, admin)
+		dbURL, drop, err := pgscratch.Create(ctx, admin, "syncplane_e2e_", func(err error) { t.Logf("e2e: %v", err) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,41 +88,4 @@ func findChromium() string {
 		return "/usr/bin/chromium"
 	}
 	return ""
-}
-
-// scratchDB creates syncplane_e2e_<random> on the PostgreSQL server of
-// adminURL and returns its URL and a function dropping it.
-func scratchDB(ctx context.Context, adminURL string) (string, func(), error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("SYNCPLANE_TEST_DATABASE_URL: %w", err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "syncplane_e2e_" + hex.EncodeToString(b[:])
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL %s: %w", u.Redacted(), err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(cctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("create scratch database: %w", err)
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(dctx, adminURL)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: drop database %s: %v\n", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: drop database %s: %v\n", name, err)
-		}
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
 }
