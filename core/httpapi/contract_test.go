@@ -196,16 +196,18 @@ func TestErrorTypes(t *testing.T) {
 			"type=RECORD_VALIDATION_FAILURE/not-object":    {ev("", "Board", "update", "b1"), push.RecordValidationFailure, false},
 			"type=KEYPATH_VALIDATION_FAILURE/empty-id":     {ev("", "Board", "create", emptyID), push.KeyPathValidation, false},
 			"type=KEYPATH_VALIDATION_FAILURE/delete":       {ev("", "Board", "delete", map[string]any{"name": "no id"}), push.KeyPathValidation, false},
-			"type=MISSING_PARENT/board":                    {ev("", "Board", "create", board("et-b7", "et-ghost", "x")), push.MissingParent, true},
-			"type=MISSING_PARENT/todo":                     {ev("", "Todo", "create", todo("et-t1", "et-ghost-board", "x")), push.MissingParent, true},
-			"type=SCOPE_VIOLATION/other-users-parent":      {ev("", "Board", "create", board("et-b8", "et-v", "x")), push.ScopeViolation, false},
-			"type=SCOPE_VIOLATION/root-of-other":           {ev("", "User", "create", user("et-w")), push.ScopeViolation, false},
-			"type=SCOPE_VIOLATION/update-others":           {ev("", "Board", "update", board("et-vb", "et-v", "hijack")), push.ScopeViolation, false},
-			"type=SCOPE_VIOLATION/move-to-other":           {ev("", "Board", "update", board("et-b", "et-v", "moved")), push.ScopeViolation, false},
-			"type=SCOPE_VIOLATION/steal-by-create":         {ev("", "Board", "create", board("et-vb", "et-u", "stolen")), push.ScopeViolation, false},
-			"type=SCOPE_VIOLATION/delete-others":           {ev("", "Board", "delete", board("et-vb", "et-v", "theirs")), push.ScopeViolation, false},
-			"type=SCOPE_VIOLATION/todo-under-others":       {ev("", "Todo", "create", todo("et-t2", "et-vb", "x")), push.ScopeViolation, false},
-			"type=UNKNOWN_OPERATION":                       {ev("", "Board", "upsert", board("et-b9", "et-u", "x")), push.UnknownOperation, false},
+			// A board for another, missing user can never be the subject's
+			// (TestMissingParentRetryability has the subject's own).
+			"type=SCOPE_VIOLATION/another-missing-user": {ev("", "Board", "create", board("et-b7", "et-ghost", "x")), push.ScopeViolation, false},
+			"type=MISSING_PARENT/todo":                  {ev("", "Todo", "create", todo("et-t1", "et-ghost-board", "x")), push.MissingParent, true},
+			"type=SCOPE_VIOLATION/other-users-parent":   {ev("", "Board", "create", board("et-b8", "et-v", "x")), push.ScopeViolation, false},
+			"type=SCOPE_VIOLATION/root-of-other":        {ev("", "User", "create", user("et-w")), push.ScopeViolation, false},
+			"type=SCOPE_VIOLATION/update-others":        {ev("", "Board", "update", board("et-vb", "et-v", "hijack")), push.ScopeViolation, false},
+			"type=SCOPE_VIOLATION/move-to-other":        {ev("", "Board", "update", board("et-b", "et-v", "moved")), push.ScopeViolation, false},
+			"type=SCOPE_VIOLATION/steal-by-create":      {ev("", "Board", "create", board("et-vb", "et-u", "stolen")), push.ScopeViolation, false},
+			"type=SCOPE_VIOLATION/delete-others":        {ev("", "Board", "delete", board("et-vb", "et-v", "theirs")), push.ScopeViolation, false},
+			"type=SCOPE_VIOLATION/todo-under-others":    {ev("", "Todo", "create", todo("et-t2", "et-vb", "x")), push.ScopeViolation, false},
+			"type=UNKNOWN_OPERATION":                    {ev("", "Board", "upsert", board("et-b9", "et-u", "x")), push.UnknownOperation, false},
 		}
 		for name, tc := range tests {
 			t.Run(name, func(t *testing.T) {

@@ -148,7 +148,7 @@ func TestMetrics(t *testing.T) {
 		res := e.push(t, "acme", "m1",
 			ev("", "User", "create", user("m1")),
 			ev("", "Board", "create", board("m-b1", "m1", "b")),
-			ev("", "Board", "create", board("m-b2", "nobody", "b")), // no such parent
+			ev("", "Todo", "create", todo("m-t1", "m-nowhere", "t")), // no such parent
 			ev("", "Nope", "create", map[string]any{}),
 		)
 		if errType(res[0]) != "" || errType(res[1]) != "" || errType(res[2]) != push.MissingParent || errType(res[3]) != push.InvalidModel {

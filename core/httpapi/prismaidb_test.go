@@ -135,6 +135,7 @@ func TestMissingParentRetryability(t *testing.T) {
 			{"parent-deleted-by-another-device", []map[string]any{ev("", "Todo", "create", todo("mp-t1", "mp-b", "offline"))}, 0, false},
 			{"update-into-deleted-parent", []map[string]any{ev("", "Todo", "update", todo("mp-t2", "mp-b", "offline"))}, 0, false},
 			{"parent-never-existed", []map[string]any{ev("", "Todo", "create", todo("mp-t3", "mp-nowhere", "early"))}, 0, true},
+			{"own-user-not-yet-there", []map[string]any{ev("", "Board", "create", board("mp-b9", "mp-late", "b"))}, 0, true},
 			{"parent-deleted-in-batch", []map[string]any{
 				ev("", "Board", "create", board("mp-b2", "mp", "b2")),
 				ev("", "Board", "delete", board("mp-b2", "mp", "b2")),
@@ -146,9 +147,18 @@ func TestMissingParentRetryability(t *testing.T) {
 				ev("", "Board", "delete", board("mp-b3", "mp", "b3")),
 			}, 0, false},
 		}
+		// A board for a user the subject is not: whether or not that user
+		// ever comes, the subject may not write there.
+		if res := e.push(t, "acme", "mp", ev("", "Board", "create", board("mp-b8", "mp-stranger", "b"))); errType(res[0]) != push.ScopeViolation || res[0].Error.Retryable {
+			t.Errorf("board of another, missing user: %+v, want a final SCOPE_VIOLATION", res[0].Error)
+		}
 		for _, c := range cases {
 			t.Run("case="+c.name, func(t *testing.T) {
-				res := e.push(t, "acme", "mp", c.events...)
+				sub := "mp"
+				if c.name == "own-user-not-yet-there" {
+					sub = "mp-late"
+				}
+				res := e.push(t, "acme", sub, c.events...)
 				r := res[c.at]
 				if errType(r) != push.MissingParent || r.Error.Retryable != c.retryable {
 					t.Fatalf("result %+v, want MISSING_PARENT with retryable=%t", r.Error, c.retryable)

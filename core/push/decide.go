@@ -227,6 +227,14 @@ func (d *decider) decide(ctx context.Context, it *item) (change, *EventError, *s
 	var mp *scope.MissingParentError
 	switch {
 	case errors.As(err, &mp):
+		if sc, ok := d.missingRootScope(mp); ok {
+			// The missing parent is the root itself: its key is the scope
+			// the record would be in, and waiting for it is pointless when
+			// the subject may not write there anyway.
+			if target, err := s.allowed(who, []string{sc}, m.Name, act); err != nil || target == "" {
+				return change{}, fail(ScopeViolation, false, "%s %v would be in scope %q, where %q may not %s", m.Name, it.pk, sc, who.id, act), nil, err
+			}
+		}
 		return change{}, fail(MissingParent, true, "%s %v: its parent %s %s does not exist (yet)", m.Name, it.pk, mp.Model, scope.KeyJSON(mp.Key)), mp, nil
 	case errors.Is(err, scope.ErrNoScope):
 		return change{}, fail(ScopeViolation, false, "%s %v: no relation leads to a %s (null foreign key)", m.Name, it.pk, s.own.Root.Name), nil, nil
@@ -338,6 +346,17 @@ func (d *decider) classify(ctx context.Context, items []*item, missing map[int]*
 		}
 	}
 	return nil
+}
+
+// missingRootScope is the scope a missing parent would make, when that
+// parent is the root named by its primary key.
+func (d *decider) missingRootScope(mp *scope.MissingParentError) (string, bool) {
+	root := d.s.own.Root
+	if mp.Model != root.Name || !d.isPrimaryKey(mp) {
+		return "", false
+	}
+	sc, err := scope.RootKey(d.s.own, keyRecord(root, mp.Key))
+	return sc, err == nil
 }
 
 // isPrimaryKey reports whether the missing parent is named by its primary
