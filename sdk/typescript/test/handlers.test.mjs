@@ -108,7 +108,7 @@ test("per-event errors come back as results, in order", async (t) => {
   const h = handlersFor(server, u);
   const events = [
     userEvent(u),
-    boardEvent(`${u}-orphan`, `${u}-nobody`), // parent never existed: MISSING_PARENT, retryable
+    todoEvent(`${u}-orphan`, `${u}-nowhere`), // parent never existed: MISSING_PARENT, retryable
     { ...userEvent(`${u}-other`) }, // another root: SCOPE_VIOLATION
     { ...boardEvent(`${u}-x`, u), entityType: "Nope" },
   ];
