@@ -23,7 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // builtPlugin is the test plugin (testdata/plugin), built once by TestMain;
@@ -164,13 +164,13 @@ func newHost(t *testing.T, p *pluginFile, cfg Config, r Reader) (*Host, *logBuff
 	return h, logs
 }
 
-func ev(model, payload string) push.ValidationEvent {
-	return push.ValidationEvent{ID: "e-" + model, Model: model, Operation: "create", Key: json.RawMessage(`["k"]`), Payload: json.RawMessage(payload), Scope: "user:u1"}
+func ev(model, payload string) syncdata.ValidationEvent {
+	return syncdata.ValidationEvent{ID: "e-" + model, Model: model, Operation: "create", Key: json.RawMessage(`["k"]`), Payload: json.RawMessage(payload), Scope: "user:u1"}
 }
 
-var okEvents = []push.ValidationEvent{ev("Board", `{"name":"a"}`)}
+var okEvents = []syncdata.ValidationEvent{ev("Board", `{"name":"a"}`)}
 
-func validate(h *Host, events ...push.ValidationEvent) ([]push.Verdict, error) {
+func validate(h *Host, events ...syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return h.Validate(ctx, "u1", events)
@@ -235,7 +235,7 @@ func TestAllowReject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []push.Verdict{{Allow: true}, {Allow: false, Message: "board name must not be empty"}, {Allow: true}}
+	want := []syncdata.Verdict{{Allow: true}, {Allow: false, Message: "board name must not be empty"}, {Allow: true}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("verdicts (-want +got):\n%s", diff)
 	}
@@ -498,7 +498,7 @@ func TestHostReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []push.Verdict{
+	want := []syncdata.Verdict{
 		{Allow: true, Message: records[0].json + "|" + records[2].json},
 		{Allow: true, Message: "2"},
 		{Allow: true},
