@@ -17,36 +17,14 @@ import (
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 const ts = "2026-11-25T10:00:00.000Z"
 
-func kanban(t testing.TB) (*schema.Schema, *schema.Ownership) {
-	t.Helper()
-	sch, err := schema.Load("../tenant/demo/prisma")
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := schema.BuildOwnership(sch, "User", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch, own
-}
+func board(id, userID string) map[string]any { return testkit.Board(id, userID, "Board "+id) }
 
-func user(id string) map[string]any {
-	return map[string]any{"id": id, "name": "User " + id, "email": id + "@example.com", "emailVerified": false,
-		"image": nil, "createdAt": ts, "updatedAt": ts, "isAnonymous": nil}
-}
-
-func board(id, userID string) map[string]any {
-	return map[string]any{"id": id, "name": "Board " + id, "createdAt": ts, "userId": userID}
-}
-
-func todo(id, boardID string) map[string]any {
-	return map[string]any{"id": id, "title": "Todo " + id, "description": nil, "isCompleted": false,
-		"createdAt": ts, "boardId": boardID}
-}
+func todo(id, boardID string) map[string]any { return testkit.Todo(id, boardID, "Todo "+id) }
 
 func event(t testing.TB, id, model, op string, payload map[string]any) push.Event {
 	return push.Event{ID: id, EntityType: model, Operation: op, Payload: mustJSON(t, payload)}
@@ -63,10 +41,10 @@ type fixture struct {
 
 func newFixture(t *testing.T, authz push.Authorizer) *fixture {
 	t.Helper()
-	sch, own := kanban(t)
+	sch, own := testkit.Kanban(t)
 	db := newMemDB(t, sch)
 	for _, u := range []string{"u1", "u2", "u3"} {
-		db.seed("User", user(u))
+		db.seed("User", testkit.User(u))
 	}
 	db.seed("Board", board("b1", "u1"))
 	db.seed("Todo", todo("t0", "b1"))
@@ -510,7 +488,7 @@ func TestPushConstraintErrors(t *testing.T) {
 		"kind=unique,from=store": {
 			// u4 takes u1's email: the fake's unique index refuses it.
 			event: func(t *testing.T) push.Event {
-				u := user("u4")
+				u := testkit.User("u4")
 				u["email"] = "u1@example.com"
 				return event(t, "evt-x", "User", "create", u)
 			},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // fakeValidator is a push.Validator made of a func; it records what it saw.
@@ -41,7 +42,7 @@ func rejectNamed(events []syncdata.ValidationEvent) ([]syncdata.Verdict, error) 
 
 func validatorFixture(t *testing.T, v push.Validator) *fixture {
 	f := newFixture(t, selfOnly)
-	sch, own := kanban(t)
+	sch, own := testkit.Kanban(t)
 	f.svc = push.New(sch, own, f.st, selfOnly, v, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
 	return f
 }

@@ -37,14 +37,11 @@ type env struct {
 // configured), each with a store on a fresh database.
 func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Parallel()
-	for _, db := range storetest.Databases(t) {
-		t.Run("db="+db.Name, func(t *testing.T) {
-			t.Parallel()
-			e := &env{db: db, url: db.URL(t), dir: t.TempDir()}
-			e.st = db.OpenAt(t, e.url, e.dir)
-			fn(t, e)
-		})
-	}
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
+		e := &env{db: db, url: db.URL(t), dir: t.TempDir()}
+		e.st = db.OpenAt(t, e.url, e.dir)
+		fn(t, e)
+	})
 }
 
 // reopen opens another store on the same database, like a second server.

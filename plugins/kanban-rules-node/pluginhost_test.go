@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,25 +22,8 @@ import (
 
 	"github.com/syncplane/syncplane/core/pluginhost"
 	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
-
-// lockedBuffer collects the host's log lines for a failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // noReads is a pluginhost.Reader; these rules never read, so any call fails the test.
 type noReads struct{ t *testing.T }
@@ -112,7 +94,7 @@ func TestUnderPluginHost(t *testing.T) {
 	path := requireBuilt(t)
 	dir := filepath.Dir(path)
 	t.Setenv("SYNCPLANE_TEST_SECRET", "database-password")
-	logs := &lockedBuffer{}
+	logs := &testkit.LockedBuffer{}
 	defer func() {
 		if t.Failed() {
 			t.Logf("host log:\n%s", logs.String())
