@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -26,6 +27,19 @@ type Write struct {
 type Applied struct {
 	Subject string
 	Events  []AppliedEvent
+	// History is set for a tenant that keeps its full history apart
+	// (manifest changelog: history): every entry the batch allocated,
+	// superseded ones included, in order, for the _history table, which
+	// is never compacted and which pull never reads.
+	History []HistoryEntry
+}
+
+// HistoryEntry is one row of a tenant's full history: a changelog entry,
+// the subject that wrote it, and the record as the entry's event wrote it
+// (null for a delete and for the entries a move wrote).
+type HistoryEntry struct {
+	changelog.Entry
+	Record json.RawMessage
 }
 
 // AppliedEvent is one applied event: its outbox event id and the id of
@@ -70,6 +84,9 @@ func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entr
 	}
 	if len(applied.Events) > 0 {
 		stmts = append(stmts, x.t.ledgerSQL(applied))
+	}
+	if len(applied.History) > 0 {
+		stmts = append(stmts, x.t.historySQL(applied))
 	}
 	if len(entries) > 0 {
 		stmts = append(stmts, x.t.supersededSQL(entries), x.t.changelogSQL(entries))
@@ -177,6 +194,25 @@ func (t *Tenant) ledgerSQL(a Applied) stmt {
 		}
 		b.WriteString("(?, ?, ?, ?)")
 		args = append(args, a.Subject, e.EventID, e.ChangelogID, now)
+	}
+	return stmt{sql: b.String(), args: args}
+}
+
+func (t *Tenant) historySQL(a Applied) stmt {
+	var b strings.Builder
+	args := make([]any, 0, 9*len(a.History))
+	b.WriteString("INSERT INTO " + t.prefix + `"_history" (id, subject, model, key_path, operation, scope_key, outbox_event_id, record, created_at) VALUES `)
+	for i, h := range a.History {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		var rec any
+		if h.Record != nil {
+			rec = string(h.Record)
+		}
+		args = append(args, h.ID, a.Subject, h.Model, string(h.KeyPath), string(h.Operation), h.ScopeKey, h.OutboxEventID, rec,
+			t.d.encode(schema.DateTime, h.CreatedAt))
 	}
 	return stmt{sql: b.String(), args: args}
 }
