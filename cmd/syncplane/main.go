@@ -58,6 +58,7 @@ const usage = `usage: syncplane <command> [flags]
 commands:
   serve     run the sync server
   migrate   apply platform and tenant table migrations, then exit
+  compact   compact one tenant's changelog now (--tenant T) and report what it removed
   token     print a development token signed with a tenant's HS256 key
   policy    check tenants' policy files, or explain a decision
   plugin    hash a validator plugin executable, or verify a tenant's plugin
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cmd, args := args[0], args[1:]
 	switch cmd {
-	case "serve", "migrate", "token":
+	case "serve", "migrate", "compact", "token":
 	case "policy":
 		return policyCmd(ctx, args, getenv, stdout, stderr)
 	case "plugin":
@@ -114,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tenants    = fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the demo tenant)")
 		dataDir    = fs.String("data", "", "data directory (env SYNCPLANE_DATA_DIR; default ./data)")
 		limits     = limitFlags(fs)
-		tenantID   = fs.String("tenant", "", "token: tenant id")
+		tenantID   = fs.String("tenant", "", "token, compact: tenant id")
 		subject    = fs.String("sub", "", "token: subject (the sub claim)")
 		ttl        = fs.Duration("ttl", 24*time.Hour, "token: lifetime")
 		claims     = map[string]any{}
@@ -160,6 +161,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer st.Close()
 		fmt.Fprintf(stdout, "migrated tenants: %v\n", reg.IDs())
 		return nil
+	case "compact":
+		return compact(ctx, cfg, getenv, log, *tenantID, stdout)
 	default: // "token"
 		return token(cfg, getenv, *tenantID, auth.SignClaims{Subject: *subject, TTL: *ttl, Extra: claims}, stdout)
 	}
@@ -293,7 +296,7 @@ func open(ctx context.Context, cfg Config, getenv func(string) string, log *slog
 		st.Close()
 		return nil, nil, err
 	}
-	opt := tenant.Options{Store: st, Log: log, Getenv: getenv, Live: hub}
+	opt := tenant.Options{Store: st, Log: log, Getenv: getenv, Live: hub, Maintain: hub != nil}
 	if cfg.TenantsDir == "" {
 		key, err := tenant.DemoKey(cfg.DataDir)
 		if err != nil {
@@ -314,6 +317,37 @@ func open(ctx context.Context, cfg Config, getenv func(string) string, log *slog
 		log.Error("tenant refused", "err", err.Error())
 	}
 	return st, reg, nil
+}
+
+// compact loads the tenants (migrating them), then compacts tenant id's
+// changelog in the foreground (store.Tenant.Compact: superseded entries,
+// then tombstones past the tenant's tombstoneRetention) and prints what it
+// removed. Servers may go on serving the tenant meanwhile.
+func compact(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, id string, stdout io.Writer) error {
+	if id == "" {
+		return errors.New("compact: --tenant is required")
+	}
+	st, reg, err := open(ctx, cfg, getenv, log, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	t := reg.Get(id)
+	if t == nil {
+		return fmt.Errorf("compact: tenant %q is not loaded (known: %v; a refused tenant is logged above)", id, reg.IDs())
+	}
+	r, err := t.Store.Compact(ctx, store.CompactOptions{})
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", id, err)
+	}
+	retention := "none"
+	if d := t.Store.TombstoneRetention(); d > 0 {
+		retention = d.String()
+	}
+	fmt.Fprintf(stdout, "tenant %s: %d entries before; removed %d superseded entries and %d tombstones (tombstoneRetention %s); "+
+		"%d entries after, %d of them tombstones; %d batches in %s\n",
+		id, r.Before, r.Superseded, r.Tombstones, retention, r.After, r.Deletes, r.Batches, r.Took.Round(time.Millisecond))
+	return nil
 }
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set:
@@ -359,7 +393,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	opt := tenant.Options{Store: st, Log: log, Getenv: getenv, Live: hub}
+	opt := tenant.Options{Store: st, Log: log, Getenv: getenv, Live: hub, Maintain: hub != nil}
 	reload := func() {
 		for _, err := range tenant.Reload(ctx, reg, cfg.TenantsDir, opt) {
 			log.Error("tenant reload refused; the last good version keeps serving", "err", err.Error())

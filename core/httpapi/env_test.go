@@ -34,6 +34,7 @@ var secrets = map[string]string{
 	"signin":  "signin-secret-0123456789abcdef0123456",
 	"svc":     "svc-secret-0123456789abcdef012345678901",
 	"pidb":    "pidb-secret-0123456789abcdef01234567890",
+	"audit":   "audit-secret-0123456789abcdef0123456789",
 }
 
 // env is a running server over real HTTP with tenants on one database.

@@ -46,6 +46,8 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		ae = errorf(http.StatusBadRequest, re.Msg)
 	case errors.Is(err, pull.ErrForbidden):
 		ae = errorf(http.StatusForbidden, err.Error())
+	case errors.Is(err, pull.ErrGone):
+		ae = errorf(http.StatusGone, err.Error())
 	case errors.Is(err, syncdata.ErrTenantMissing):
 		// Not the database as a whole: this tenant's tables were dropped
 		// under the running server. An operator has to act (a restart, a

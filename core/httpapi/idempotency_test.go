@@ -186,8 +186,10 @@ func downgradeToOldLayout(t *testing.T, e *env, tenantID string) {
 
 // TestCompactionUpgrade: a tenant at system version 2 (before compaction:
 // no (scope_key, model, key_path) index, no index on the ledger's
-// applied_at) gets both indexes when a server loads it, keeps its history
-// as it is, and is compacted from its records' next writes on.
+// applied_at) gets both indexes when a server loads it (and the tombstone
+// index of version 4), is compacted from its records' next writes on, and
+// has its history marked for the online compaction (store's
+// TestCompactionAfterUpgrade runs it).
 func TestCompactionUpgrade(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
@@ -217,10 +219,15 @@ func TestCompactionUpgrade(t *testing.T) {
 		}
 		var version string
 		must(t, conn.QueryRowContext(ctx, "SELECT value FROM "+s+`"_meta" WHERE key = 'system'`).Scan(&version))
-		if version != "3" {
-			t.Errorf("system version %q after the upgrade, want 3", version)
+		if version != "4" {
+			t.Errorf("system version %q after the upgrade, want 4", version)
 		}
-		for _, idx := range []string{"_changelog_scope_record", "_applied_events_at"} {
+		var pending string
+		must(t, conn.QueryRowContext(ctx, "SELECT value FROM "+s+`"_meta" WHERE key = 'compaction'`).Scan(&pending))
+		if pending != "pending" {
+			t.Errorf("compaction mark %q after the upgrade, want pending", pending)
+		}
+		for _, idx := range []string{"_changelog_scope_record", "_applied_events_at", "_changelog_tombstones"} {
 			q := "SELECT count(*) FROM pg_indexes WHERE schemaname = 't_acme' AND indexname = $1"
 			if e.db.Name != "postgres" {
 				q = "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?"

@@ -29,6 +29,10 @@ import (
 //     maxInline bytes: when a page moves more positions than that, the
 //     positions are stored as a new base and d starts empty.
 //
+// Under the scope "" (no scope has that key) a union cursor may carry the
+// reader's start (see cursor.since): the id of the moment it began
+// reading from an empty cursor.
+//
 // So a cursor takes at most maxCursorBytes, whatever the number of scopes,
 // and a stored base is written once per maxInline bytes of moved positions.
 const (
@@ -75,8 +79,8 @@ func decodeCursor(s string) (cursor, error) {
 		if err := json.Unmarshal(b, &pos); err != nil {
 			return cursor{}, errors.New("cursor does not hold positions")
 		}
-		for sc, id := range pos {
-			if sc == "" || !changelog.Valid(id) {
+		for _, id := range pos {
+			if !changelog.Valid(id) {
 				return cursor{}, errors.New("cursor holds an invalid position")
 			}
 		}
@@ -93,8 +97,8 @@ func decodeCursor(s string) (cursor, error) {
 		if err := json.Unmarshal(b, &c); err != nil || !baseID.MatchString(c.B) {
 			return cursor{}, errors.New("cursor does not hold stored positions")
 		}
-		for sc, id := range c.D {
-			if sc == "" || (id != "" && !changelog.Valid(id)) {
+		for _, id := range c.D {
+			if id != "" && !changelog.Valid(id) {
 				return cursor{}, errors.New("cursor holds an invalid position")
 			}
 		}
@@ -143,6 +147,17 @@ func (c cursor) load(ctx context.Context, st CursorStore) (cursor, error) {
 	return c, nil
 }
 
+// since is the id of the moment the reader began reading from an empty
+// cursor, when its cursor says so ("" for a changelog id, a cursor from
+// before tombstones could be dropped, or the start itself). A tombstone
+// older than that was written before the reader read anything, so the
+// reader never had its record: dropping it cannot have hidden a delete
+// from this reader (see Service.checkHorizons).
+func (c cursor) since() string { return c.pos[""] }
+
+// empty reports whether c is the start: no position at all.
+func (c cursor) empty() bool { return c.plain == "" && len(c.pos) == 0 && c.base == "" }
+
 // after is the id to read scope after.
 func (c cursor) after(scope string) string {
 	if id, ok := c.pos[scope]; ok {
@@ -163,6 +178,9 @@ func (c cursor) advance(scopes []string, entries []changelog.Entry) map[string]s
 	}
 	for _, e := range entries {
 		pos[e.ScopeKey] = e.ID
+	}
+	if since := c.since(); since != "" {
+		pos[""] = since
 	}
 	return pos
 }

@@ -106,7 +106,7 @@ func TestCursor(t *testing.T) {
 		"bad=not-base64":      cursorPrefix + "!!!",
 		"bad=not-json":        cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte("nope")),
 		"bad=bad-id":          cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte(`{"a":"x"}`)),
-		"bad=empty-scope":     cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte(`{"":"`+id1+`"}`)),
+		"bad=start-not-an-id": cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte(`{"":"x"}`)),
 		"bad=other":           "yesterday",
 		"bad=c2-not-base64":   cursor2Prefix + "!!!",
 		"bad=c2-no-base":      cursor2Prefix + base64.RawURLEncoding.EncodeToString([]byte(`{"d":{}}`)),

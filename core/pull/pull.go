@@ -24,6 +24,13 @@ type Store interface {
 	// first time the page names that record (Repeat on later entries of the
 	// same record); fn returns false to stop reading.
 	ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error
+	// Horizons maps those of scopes whose expired tombstones were dropped
+	// to the newest id dropped there (nil when the tenant never drops
+	// any).
+	Horizons(ctx context.Context, scopes []string) (map[string]string, error)
+	// DropsTombstones reports whether the tenant drops expired tombstones
+	// or did so: its cursors then carry their reader's start.
+	DropsTombstones() bool
 	// ScopesLike lists the existing scopes matching keyMatch patterns.
 	ScopesLike(ctx context.Context, patterns []string) ([]string, error)
 	CursorStore
@@ -51,6 +58,11 @@ const MaxWaitMs = 30000
 
 // ErrForbidden: the subject may not pull the requested scope.
 var ErrForbidden = errors.New("forbidden")
+
+// ErrGone: the cursor stands behind a tombstone that the tenant's
+// tombstoneRetention dropped, so following it would miss a delete; the
+// device must pull again from an empty cursor.
+var ErrGone = errors.New("cursor expired")
 
 // RequestError is a pull body that cannot be served.
 type RequestError struct{ Msg string }
@@ -279,8 +291,22 @@ func waitStop(ctx context.Context) <-chan struct{} {
 // and the cursor stands at the last entry the page took (or passed over).
 func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (*Response, error) {
 	after := make(map[string]string, len(scopes))
+	var started []string // the scopes read from a position, not from the beginning
 	for _, sc := range scopes {
 		after[sc] = cur.after(sc)
+		if after[sc] != "" {
+			started = append(started, sc)
+		}
+	}
+	from := maps.Clone(after)
+	if cur.empty() && s.store.DropsTombstones() {
+		// A reader starting from empty: its cursors say since when (see
+		// cursor.since).
+		start, err := changelog.Next("", time.Now())
+		if err != nil {
+			return nil, err
+		}
+		cur.pos = map[string]string{"": start}
 	}
 	budget := s.limits.PageBytes
 	if budget <= 0 {
@@ -356,11 +382,14 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 			break
 		}
 	}
+	if err := s.checkHorizons(ctx, started, from, cur.since()); err != nil {
+		return nil, err
+	}
 	if len(read) == 0 {
 		return resp, nil
 	}
 	last := read[len(read)-1].ID
-	if req.ScopeKey != nil {
+	if req.ScopeKey != nil && cur.since() == "" {
 		resp.Cursor = &last
 		return resp, nil
 	}
@@ -370,6 +399,34 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	}
 	resp.Cursor = &next
 	return resp, nil
+}
+
+// checkHorizons fails with ErrGone when the position a page started from
+// in one of scopes is behind a tombstone dropped there that the reader may
+// have needed: one written after the reader began (since; "" when its
+// cursor does not say, and then every dropped tombstone counts). A reader
+// that began from an empty cursor after a tombstone was written never had
+// its record, so it reads on (a device's first sync is never answered 410
+// halfway through); a reader that stands behind a tombstone written after
+// it began may hold the deleted record and must start again from empty.
+//
+// It runs after the page is read: a tombstone is dropped in the same
+// transaction that moves its scope's horizon, so a page that missed a
+// dropped tombstone sees the horizon that says so.
+func (s *Service) checkHorizons(ctx context.Context, scopes []string, from map[string]string, since string) error {
+	if len(scopes) == 0 {
+		return nil
+	}
+	horizons, err := s.store.Horizons(ctx, scopes)
+	if err != nil {
+		return err
+	}
+	for _, sc := range scopes {
+		if h, ok := horizons[sc]; ok && from[sc] < h && since < h {
+			return fmt.Errorf("%w: the tenant dropped deletes of scope %q after this cursor (tombstoneRetention); pull again from an empty cursor", ErrGone, sc)
+		}
+	}
+	return nil
 }
 
 // encodedRecord is a record of a page: the entry that brought it until an

@@ -58,6 +58,7 @@ type Service struct {
 	validator Validator // nil: the tenant has none
 	notifier  Notifier  // nil: none
 	roots     *roots    // nil: no rootFromToken
+	history   bool      // keep the full history apart (WithHistory)
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -80,6 +81,16 @@ type Notifier interface {
 // Call it before the service is used.
 func (s *Service) WithNotifier(n Notifier) *Service {
 	s.notifier = n
+	return s
+}
+
+// WithHistory makes the service record, with every batch it applies,
+// each entry it allocated (superseded ones included) with the subject and
+// the record written, in the tenant's full history apart from the
+// compacted changelog (manifest changelog: history); it returns s. Call
+// it before the service is used.
+func (s *Service) WithHistory(on bool) *Service {
+	s.history = on
 	return s
 }
 

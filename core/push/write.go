@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -80,6 +81,21 @@ func (s *Service) write(ctx context.Context, tx Tx, subject string, items []*ite
 	for j, c := range changes {
 		ids[j] = entries[own[j]].ID
 		ledger.Events[j] = syncdata.AppliedEvent{EventID: items[c.idx].ev.ID, ChangelogID: ids[j]}
+	}
+	if s.history {
+		ledger.History = make([]syncdata.HistoryEntry, len(entries))
+		for i, e := range entries {
+			ledger.History[i].Entry = e
+		}
+		for j, c := range changes {
+			if it := items[c.idx]; c.op != changelog.Delete {
+				rec, err := it.model.MarshalRecord(scope.Clean(it.rec))
+				if err != nil {
+					return nil, nil, fmt.Errorf("marshal %s for the history: %w", it.model.Name, err)
+				}
+				ledger.History[own[j]].Record = rec
+			}
+		}
 	}
 	if err := tx.Apply(ctx, s.writes(items, changes), latest(entries), heads, ledger); err != nil {
 		return nil, nil, err

@@ -189,7 +189,7 @@ func (c *catalog) pgShape(table string) tableShape {
 		if r[0].(string) == pkName {
 			continue
 		}
-		def := r[1].(string)
+		def, _, _ := strings.Cut(r[1].(string), " WHERE ") // a partial index: its columns
 		open, end := strings.LastIndex(def, "("), strings.LastIndex(def, ")")
 		var cols []string
 		for _, col := range strings.Split(def[open+1:end], ", ") {

@@ -23,6 +23,12 @@ type dialect interface {
 	timestampType() string
 	// sortedText is a text type that compares byte-wise.
 	sortedText() string
+	// jsonType is the type of a JSON document column.
+	jsonType() string
+	// skipLocked ends a SELECT that locks the rows it reads, skipping
+	// those another transaction holds ("" where a writer holds the whole
+	// database).
+	skipLocked() string
 	// literal renders a column default as SQL for ADD COLUMN.
 	literal(c Column, now time.Time) string
 	// encode turns a validated value into a query argument.
@@ -64,6 +70,8 @@ func (postgres) columnType(c Column) string {
 
 func (postgres) timestampType() string { return "timestamptz(3)" }
 func (postgres) sortedText() string    { return `text COLLATE "C"` }
+func (postgres) jsonType() string      { return "jsonb" }
+func (postgres) skipLocked() string    { return " FOR UPDATE SKIP LOCKED" }
 
 func (postgres) literal(c Column, now time.Time) string {
 	if isNow(c) {
@@ -112,6 +120,8 @@ func (sqlite) columnType(c Column) string {
 
 func (sqlite) timestampType() string { return "TEXT" }
 func (sqlite) sortedText() string    { return "TEXT" }
+func (sqlite) jsonType() string      { return "TEXT" }
+func (sqlite) skipLocked() string    { return "" }
 
 // literal: SQLite's ADD COLUMN takes only constant defaults, so now() is
 // the time of the migration.

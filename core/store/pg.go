@@ -274,6 +274,25 @@ func (t *Tenant) pgLedger(p *pgArgs, a syncdata.Applied) string {
 		p.bind(a.Subject, "text") + ", e, c, now() FROM unnest(" + p.bind(events, "text[]") + ", " + p.bind(entries, "text[]") + ") AS l(e, c)"
 }
 
+// pgHistory appends a batch's entries to the tenant's full history.
+func (t *Tenant) pgHistory(p *pgArgs, a syncdata.Applied) string {
+	n := len(a.History)
+	ids, models, keys, ops, scopes, events := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	recs, created := make([]*string, n), make([]time.Time, n)
+	for i, h := range a.History {
+		ids[i], models[i], keys[i], ops[i], scopes[i], events[i] = h.ID, h.Model, string(h.KeyPath), string(h.Operation), h.ScopeKey, h.OutboxEventID
+		if h.Record != nil {
+			r := string(h.Record)
+			recs[i] = &r
+		}
+		created[i] = h.CreatedAt.UTC()
+	}
+	return "INSERT INTO " + t.prefix + `"_history" (id, subject, model, key_path, operation, scope_key, outbox_event_id, record, created_at) SELECT i, ` +
+		p.bind(a.Subject, "text") + ", m, k, o, s, e, r::jsonb, c FROM unnest(" + p.bind(ids, "text[]") + ", " + p.bind(models, "text[]") + ", " +
+		p.bind(keys, "text[]") + ", " + p.bind(ops, "text[]") + ", " + p.bind(scopes, "text[]") + ", " + p.bind(events, "text[]") + ", " +
+		p.bind(recs, "text[]") + ", " + p.bind(created, "timestamptz[]") + ") AS h(i, m, k, o, s, e, r, c)"
+}
+
 // pgHeads moves the scope heads and, in the same statement, NOTIFYs other
 // processes (delivered on commit, one per touched scope, see Store.Listen).
 func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
@@ -318,6 +337,9 @@ func (x *Tx) pgApply(ctx context.Context, writes []syncdata.Write, entries []cha
 		}
 		if i == len(runs)-1 && len(applied.Events) > 0 {
 			parts = append(parts, x.t.pgLedger(p, applied))
+		}
+		if i == len(runs)-1 && len(applied.History) > 0 {
+			parts = append(parts, x.t.pgHistory(p, applied))
 		}
 		if i == len(runs)-1 && len(entries) > 0 {
 			ins, del := x.t.pgChangelog(p, entries)

@@ -25,7 +25,8 @@ const (
 // same record, or a delete of it).
 //
 // Pruning is not on the path of each event: after a commit, at most once
-// a minute per tenant handle (so per tenant and process), bounded DELETEs
+// a minute per tenant handle (so per tenant and process) and in the
+// background, bounded DELETEs
 // of up to 1,000 rows each remove rows applied before the window, through
 // the index _applied_events_at, until one removes fewer or ten have run:
 // at most 10,000 rows a minute, 14.4 million a day per process. A tenant
@@ -33,10 +34,13 @@ const (
 // to the next pruning.
 func (t *Tenant) SetLedgerRetention(d time.Duration) { t.retention.Store(int64(d)) }
 
-// maybePrune prunes the ledger if it is due (see SetLedgerRetention).
+// maybePrune starts, if it is due and none runs, a pruning of the ledger
+// (see SetLedgerRetention) and of the tombstones past their retention
+// (see SetTombstoneRetention), in the background: the commit that
+// triggers it does not wait for it.
 func (t *Tenant) maybePrune() {
-	keep := time.Duration(t.retention.Load())
-	if keep <= 0 {
+	keep, tombs := time.Duration(t.retention.Load()), time.Duration(t.tombstones.Load())
+	if keep <= 0 && tombs <= 0 {
 		return
 	}
 	now := time.Now()
@@ -44,12 +48,37 @@ func (t *Tenant) maybePrune() {
 	if now.UnixNano()-last < int64(pruneEvery) || !t.lastPrune.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pruneTimeout)
+	s := t.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bg.Err() != nil { // the store is closing
+		return
+	}
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		t.prune(s.bg, now, keep, tombs)
+	}()
+}
+
+// prune runs one pruning (see maybePrune); an error is left to the next.
+func (t *Tenant) prune(ctx context.Context, now time.Time, keep, tombs time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, pruneTimeout)
 	defer cancel()
-	for range pruneBatches {
-		n, err := t.PruneLedger(ctx, now.Add(-keep), pruneBatch)
-		if err != nil || n < pruneBatch {
-			return // an error is left to the next pruning
+	if keep > 0 {
+		for range pruneBatches {
+			n, err := t.PruneLedger(ctx, now.Add(-keep), pruneBatch)
+			if err != nil || n < pruneBatch {
+				break
+			}
+		}
+	}
+	if tombs > 0 {
+		for range pruneBatches {
+			n, err := t.DropTombstones(ctx, now.Add(-tombs), pruneBatch)
+			if err != nil || n < pruneBatch {
+				break
+			}
 		}
 	}
 }

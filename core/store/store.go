@@ -33,6 +33,20 @@ type Store struct {
 
 	mu      sync.Mutex
 	tenants map[string]*bun.DB // SQLite only: one file per tenant
+
+	// Background work (the online compaction of upgraded tenants) runs
+	// under bg, which Close cancels before it waits for it.
+	bg         context.Context
+	stopBG     context.CancelFunc
+	bgWG       sync.WaitGroup
+	compacting map[string]bool // tenants whose compaction runs in this process
+}
+
+// newStore returns a Store on platform with its background context.
+func newStore(d dialect, platform *bun.DB) *Store {
+	s := &Store{dialect: d, platform: platform, tenants: map[string]*bun.DB{}, compacting: map[string]bool{}}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
+	return s
 }
 
 // Open connects to PostgreSQL when dsn is a postgres:// or postgresql://
@@ -71,7 +85,9 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
 		}
-		return &Store{dialect: postgres{}, platform: db, dsn: dsn}, nil
+		s := newStore(postgres{}, db)
+		s.dsn = dsn
+		return s, nil
 	case dsn == "":
 		if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o750); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
@@ -80,7 +96,9 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Store{dialect: sqlite{}, platform: db, dataDir: dataDir, tenants: map[string]*bun.DB{}}, nil
+		s := newStore(sqlite{}, db)
+		s.dataDir = dataDir
+		return s, nil
 	default:
 		return nil, fmt.Errorf("database URL %q: only postgres:// URLs are supported (leave it empty for the embedded SQLite store)", redact(dsn))
 	}
@@ -203,6 +221,10 @@ func (s *Store) DBStats() sql.DBStats { return s.platform.Stats() }
 
 // Close closes the platform database and every tenant database.
 func (s *Store) Close() error {
+	s.mu.Lock() // background work starts under mu, checking bg first
+	s.stopBG()
+	s.mu.Unlock()
+	s.bgWG.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error

@@ -226,7 +226,7 @@ func TestTenantTables(t *testing.T) {
 	forEachDB(t, func(t *testing.T, e *env) {
 		kanbanTenant(t, e.st, "acme-eu")
 		c := openCatalog(t, e, "acme-eu")
-		tables := []string{"Card", "Comment", "Member", "Pin", "Value", "Workspace", "_applied_events", "_changelog", "_meta", "_scope_heads", "boards"}
+		tables := []string{"Card", "Comment", "Member", "Pin", "Value", "Workspace", "_applied_events", "_changelog", "_history", "_meta", "_scope_heads", "_tombstone_horizons", "boards"}
 		if diff := cmp.Diff(tables, c.tables()); diff != "" {
 			t.Errorf("tables (-want +got):\n%s", diff)
 		}
@@ -274,7 +274,15 @@ func TestTenantTables(t *testing.T) {
 			"_changelog": {
 				Columns:    []string{"id", "model", "key_path", "operation", "scope_key", "outbox_event_id", "created_at"},
 				PrimaryKey: []string{"id"},
-				Indexes:    []string{"model,key_path,id", "scope_key,id", "scope_key,model,key_path"},
+				Indexes:    []string{"created_at", "model,key_path,id", "scope_key,id", "scope_key,model,key_path"},
+			},
+			"_history": {
+				Columns:    []string{"id", "subject", "model", "key_path", "operation", "scope_key", "outbox_event_id", "record?", "created_at"},
+				PrimaryKey: []string{"id"},
+			},
+			"_tombstone_horizons": {
+				Columns:    []string{"scope_key", "dropped_through"},
+				PrimaryKey: []string{"scope_key"},
 			},
 			"_applied_events": {
 				Columns:    []string{"subject", "event_id", "changelog_id", "applied_at"},

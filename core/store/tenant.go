@@ -32,6 +32,13 @@ type Tenant struct {
 	// ever); lastPrune the Unix nanoseconds of the last pruning.
 	retention atomic.Int64
 	lastPrune atomic.Int64
+	// tombstones is how long a delete entry stays (0: until its record is
+	// written again); hadHorizons whether the tenant had dropped
+	// tombstones when it was opened (see Horizons).
+	tombstones  atomic.Int64
+	hadHorizons atomic.Bool
+
+	st *Store
 }
 
 // tableInfo is how one model is stored.
@@ -62,7 +69,7 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	if err != nil {
 		return nil, err
 	}
-	t := &Tenant{id: id, db: db, d: s.dialect, tables: map[string]*tableInfo{}, own: own}
+	t := &Tenant{id: id, db: db, d: s.dialect, tables: map[string]*tableInfo{}, own: own, st: s}
 	if s.Postgres() {
 		t.prefix = quote(schemaName(id)) + "."
 	}
@@ -76,6 +83,11 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	if err := t.migrate(ctx, layout); err != nil {
 		return nil, err
 	}
+	var horizons int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM "+t.prefix+`"_tombstone_horizons" LIMIT 1) AS h`).Scan(&horizons); err != nil {
+		return nil, fmt.Errorf("tenant %s: tombstone horizons: %w", id, classify(err))
+	}
+	t.hadHorizons.Store(horizons > 0)
 	_, err = s.platform.ExecContext(ctx, `INSERT INTO syncplane_tenants (id, layout_hash, migrated_at) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET layout_hash = EXCLUDED.layout_hash, migrated_at = EXCLUDED.migrated_at`,
 		id, layout.Hash(), time.Now().UTC().Format(isoMillis))
@@ -199,8 +211,14 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 //   - "3": the changelog is compacted (push deletes a record's previous
 //     entry in a scope when it writes a new one) through the index
 //     _changelog_scope_record, and the ledger has _applied_events_at for
-//     its retention window (Tenant.SetLedgerRetention).
-const systemVersion = "3"
+//     its retention window (Tenant.SetLedgerRetention);
+//   - "4": tombstones can expire (Tenant.SetTombstoneRetention, the
+//     partial index _changelog_tombstones and the _tombstone_horizons
+//     table), a tenant may keep its full history apart (_history), and the
+//     history a tenant wrote before version 3 is compacted online after
+//     the upgrade (the _meta key "compaction" is "pending" until then,
+//     see Tenant.Compact).
+const systemVersion = "4"
 
 // systemDDL creates syncplane's own tables of a tenant, as systemVersion
 // has them.
@@ -223,6 +241,11 @@ func (t *Tenant) systemDDL() []string {
 		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_applied_events" (subject ` + txt + " NOT NULL, event_id " + txt + " NOT NULL, " +
 			"changelog_id TEXT NOT NULL, applied_at " + t.d.timestampType() + " NOT NULL, PRIMARY KEY (subject, event_id))",
 		`CREATE INDEX IF NOT EXISTS "_applied_events_at" ON ` + t.prefix + `"_applied_events" (applied_at)`,
+		`CREATE INDEX IF NOT EXISTS "_changelog_tombstones" ON ` + t.prefix + `"_changelog" (created_at) WHERE operation = 'delete'`,
+		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_tombstone_horizons" (scope_key ` + txt + " PRIMARY KEY, dropped_through TEXT NOT NULL)",
+		"CREATE TABLE IF NOT EXISTS " + t.prefix + `"_history" (id ` + txt + " PRIMARY KEY, subject TEXT NOT NULL, " +
+			"model TEXT NOT NULL, key_path TEXT NOT NULL, operation TEXT NOT NULL, scope_key TEXT NOT NULL, " +
+			"outbox_event_id TEXT NOT NULL, record " + t.d.jsonType() + ", created_at " + t.d.timestampType() + " NOT NULL)",
 	}
 }
 
@@ -265,10 +288,26 @@ func (t *Tenant) upgradeSystem(ctx context.Context, tx bun.Tx) error {
 	case err != nil:
 		return fmt.Errorf("tenant %s: system version: %w", t.id, classify(err))
 	}
-	if version == systemVersion || version == "2" {
-		// 2 → 3 only adds indexes, which systemDDL has just created. The
-		// entries the changelog holds from before stay (it is compacted
-		// from their records' next writes on).
+	if version == systemVersion {
+		return nil
+	}
+	// From any earlier version, the history written before version 3 is
+	// compacted after the migration commits (Store.Tenant starts it), in
+	// small batches beside the pushes: the migration itself stays short.
+	// A new tenant has nothing to compact.
+	var layouts int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.prefix+`"_meta" WHERE key = 'layout'`).Scan(&layouts); err != nil {
+		return fmt.Errorf("tenant %s: layout: %w", t.id, classify(err))
+	}
+	if layouts > 0 {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_meta" (key, value) VALUES ('compaction', 'pending') `+
+			"ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"); err != nil {
+			return fmt.Errorf("tenant %s: mark compaction: %w", t.id, classify(err))
+		}
+	}
+	if version == "2" || version == "3" {
+		// 2 → 3 → 4 only add indexes and tables, which systemDDL has just
+		// created.
 		return nil
 	}
 	notMoved := "instr(outbox_event_id, '" + movedSuffix + "') = 0"

@@ -46,6 +46,9 @@ func (x *Tx) Apply(ctx context.Context, writes []syncdata.Write, entries []chang
 	if len(applied.Events) > 0 {
 		stmts = append(stmts, x.t.ledgerSQL(applied))
 	}
+	if len(applied.History) > 0 {
+		stmts = append(stmts, x.t.historySQL(applied))
+	}
 	if len(entries) > 0 {
 		stmts = append(stmts, x.t.supersededSQL(entries), x.t.changelogSQL(entries))
 		if len(heads) > 0 {
@@ -152,6 +155,25 @@ func (t *Tenant) ledgerSQL(a syncdata.Applied) stmt {
 		}
 		b.WriteString("(?, ?, ?, ?)")
 		args = append(args, a.Subject, e.EventID, e.ChangelogID, now)
+	}
+	return stmt{sql: b.String(), args: args}
+}
+
+func (t *Tenant) historySQL(a syncdata.Applied) stmt {
+	var b strings.Builder
+	args := make([]any, 0, 9*len(a.History))
+	b.WriteString("INSERT INTO " + t.prefix + `"_history" (id, subject, model, key_path, operation, scope_key, outbox_event_id, record, created_at) VALUES `)
+	for i, h := range a.History {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		var rec any
+		if h.Record != nil {
+			rec = string(h.Record)
+		}
+		args = append(args, h.ID, a.Subject, h.Model, string(h.KeyPath), string(h.Operation), h.ScopeKey, h.OutboxEventID, rec,
+			t.d.encode(schema.DateTime, h.CreatedAt))
 	}
 	return stmt{sql: b.String(), args: args}
 }

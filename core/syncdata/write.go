@@ -1,6 +1,11 @@
 package syncdata
 
-import "github.com/syncplane/syncplane/core/schema"
+import (
+	"encoding/json"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+)
 
 // A Write is one step of a transaction's writes: records of one model
 // inserted or replaced by primary key (Upsert), or records of one model
@@ -19,6 +24,19 @@ type Write struct {
 type Applied struct {
 	Subject string
 	Events  []AppliedEvent
+	// History is set for a tenant that keeps its full history apart
+	// (manifest changelog: history): every entry the batch allocated,
+	// superseded ones included, in order, for the _history table, which
+	// is never compacted and which pull never reads.
+	History []HistoryEntry
+}
+
+// HistoryEntry is one row of a tenant's full history: a changelog entry,
+// the subject that wrote it, and the record as the entry's event wrote it
+// (null for a delete and for the entries a move wrote).
+type HistoryEntry struct {
+	changelog.Entry
+	Record json.RawMessage
 }
 
 // AppliedEvent is one applied event: its outbox event id and the id of

@@ -69,6 +69,23 @@ type Manifest struct {
 	// deleted in small batches, at most once a minute per tenant and
 	// server process.
 	IdempotencyRetention Duration `yaml:"idempotencyRetention"`
+	// TombstoneRetention, when set, is how long the changelog keeps a
+	// delete entry (a tombstone) whose record was not written again, e.g.
+	// "720h"; older ones are dropped in small batches, at most once a
+	// minute per tenant and server process. A device whose cursor is
+	// behind a dropped tombstone of one of its scopes is answered 410 Gone
+	// and resyncs from an empty cursor (the TypeScript kit does so by
+	// itself; a bare prisma-idb client reports the error). At least 1h;
+	// default: none, tombstones stay until their record is written again,
+	// and no pull is ever answered 410.
+	TombstoneRetention Duration `yaml:"tombstoneRetention"`
+	// Changelog is "compacted" (the default: the sync changelog alone,
+	// holding per scope the latest entry of each record) or "history":
+	// push also appends every entry, superseded ones included, with the
+	// subject that wrote it and the record as written, to the tenant's
+	// _history table, for audit. Pull never reads the history, and
+	// syncplane never deletes from it.
+	Changelog string `yaml:"changelog"`
 
 	file string     // the manifest's path, as given to ParseManifest
 	root *yaml.Node // the document's top mapping, for positions
@@ -136,6 +153,12 @@ type Validator struct {
 	CPUSeconds    int      `yaml:"cpuSeconds"`    // CPU-time limit of the process; default 60
 	IdleTimeout   Duration `yaml:"idleTimeout"`   // stop the process after this long unused; default 5m
 }
+
+// The values of Manifest.Changelog.
+const (
+	ChangelogCompacted = "compacted"
+	ChangelogHistory   = "history"
+)
 
 // DefaultIdempotencyRetention is IdempotencyRetention when the manifest
 // does not state it.
@@ -345,6 +368,16 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 		m.IdempotencyRetention = Duration(DefaultIdempotencyRetention)
 	case time.Duration(m.IdempotencyRetention) < time.Minute:
 		bad(fmt.Sprintf("idempotencyRetention %s is shorter than 1m", time.Duration(m.IdempotencyRetention)), "idempotencyRetention")
+	}
+	if r := time.Duration(m.TombstoneRetention); r != 0 && r < time.Hour {
+		bad(fmt.Sprintf("tombstoneRetention %s is shorter than 1h", r), "tombstoneRetention")
+	}
+	switch m.Changelog {
+	case "":
+		m.Changelog = ChangelogCompacted
+	case ChangelogCompacted, ChangelogHistory:
+	default:
+		bad(fmt.Sprintf("changelog %q is neither %q nor %q", m.Changelog, ChangelogCompacted, ChangelogHistory), "changelog")
 	}
 	m.Limits.applyDefaults()
 	// Compared only when both are valid, and reported at whichever of the

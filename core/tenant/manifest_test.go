@@ -174,6 +174,14 @@ func TestParseManifestErrors(t *testing.T) {
 			src:  good + "idempotencyRetention: 7d\n",
 			want: file + `:6:1: "7d" is not a duration such as 2s or 5m`,
 		},
+		"tombstone-retention-too-short": {
+			src:  good + "tombstoneRetention: 30m\n",
+			want: file + ":6:21: tombstoneRetention 30m0s is shorter than 1h",
+		},
+		"changelog-unknown": {
+			src:  good + "changelog: full\n",
+			want: file + `:6:12: changelog "full" is neither "compacted" nor "history"`,
+		},
 		"allowed-origins-star-not-alone": {
 			src:  good + "allowedOrigins: [\"*\", \"https://app.example.com\"]\n",
 			want: file + `:6:18: allowedOrigins: "*" allows every origin; list it alone`,
@@ -298,6 +306,8 @@ validator:
 rootFromToken: {id: sub, email: email, name: name}
 allowedOrigins: ["https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"]
 idempotencyRetention: 48h
+tombstoneRetention: 720h
+changelog: history
 `
 	m, err := tenant.ParseManifest(file, []byte(src))
 	if err != nil {
@@ -311,6 +321,8 @@ idempotencyRetention: 48h
 		RootFromToken:        map[string]string{"id": "sub", "email": "email", "name": "name"},
 		AllowedOrigins:       []string{"https://app.acme.example", "http://localhost:5173", "capacitor://localhost", "http://[::1]:8080"},
 		IdempotencyRetention: tenant.Duration(48 * time.Hour),
+		TombstoneRetention:   tenant.Duration(720 * time.Hour),
+		Changelog:            tenant.ChangelogHistory,
 	}
 	// validator: (null) is no validator.
 	if diff := cmp.Diff(want, m, cmpopts.IgnoreFields(tenant.Manifest{}, "Validator"), cmpopts.IgnoreUnexported(tenant.Manifest{})); diff != "" {

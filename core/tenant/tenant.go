@@ -86,6 +86,12 @@ type Options struct {
 	// Previous holds the tenants being replaced (Reload sets it): a tenant
 	// whose validator configuration is unchanged keeps its running plugin.
 	Previous *Registry
+	// Maintain, when set, starts the background work a serving process
+	// does for a tenant it loads: the online compaction of a tenant
+	// upgraded from before the compacted changelog (store.Tenant.
+	// ResumeCompaction), logged when it ends. Default false (commands that
+	// load tenants and exit).
+	Maintain bool
 }
 
 // Load loads the tenant in dir and migrates its storage.
@@ -130,7 +136,18 @@ func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 		retention = DefaultIdempotencyRetention
 	}
 	t.Store.SetLedgerRetention(retention)
+	t.Store.SetTombstoneRetention(time.Duration(m.TombstoneRetention))
 	log := opt.Log.With("tenant", m.ID)
+	if opt.Maintain {
+		t.Store.ResumeCompaction(func(r store.CompactReport, err error) {
+			if err != nil {
+				log.Warn("changelog compaction stopped; it resumes when the tenant is next loaded", "err", err)
+				return
+			}
+			log.Info("changelog compacted", "entries_before", r.Before, "superseded_removed", r.Superseded,
+				"tombstones_removed", r.Tombstones, "entries_after", r.After, "took", r.Took.String())
+		})
+	}
 	var validator push.Validator // stays a nil interface without a plugin
 	if m.Validator != nil {
 		if t.validator, t.reader, err = validatorHost(f, opt, opt.Log); err != nil {
@@ -139,7 +156,8 @@ func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 		t.reader.set(reader{sch: t.Schema, own: t.Own, st: t.Store})
 		validator = t.validator
 	}
-	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log).WithRootFromToken(m.RootFromToken)
+	t.Push = push.New(t.Schema, t.Own, pushStore{t.Store}, t.Policy, validator, log).WithRootFromToken(m.RootFromToken).
+		WithHistory(m.Changelog == ChangelogHistory)
 	t.Pull = pull.New(t.Schema, t.Own, t.Store, t.Policy, pull.Limits{PageSize: m.Limits.PullPageSize, PageMax: m.Limits.PullPageMax, PageBytes: m.Limits.PullPageBytes})
 	if opt.Live != nil {
 		hub := opt.Live.Tenant(m.ID)
