@@ -24,7 +24,7 @@ func (t *Tenant) SaveCursor(ctx context.Context, id string, positions []byte) er
 	if _, err := t.db.ExecContext(ctx, t.cursorsDDL()); err != nil {
 		return classify(err)
 	}
-	now := nowText(t.d)
+	now := t.d.nowSQL()
 	_, err := t.db.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_pull_cursors" (id, positions, created_at) VALUES (?, ?, `+now+
 		") ON CONFLICT (id) DO NOTHING", id, string(positions))
 	return classify(err)
@@ -50,12 +50,4 @@ func (t *Tenant) LoadCursor(ctx context.Context, id string) ([]byte, error) {
 		return nil, classify(err)
 	}
 	return []byte(s), nil
-}
-
-// nowText is the SQL of the current time as the dialect stores timestamps.
-func nowText(d dialect) string {
-	if d.name() == "postgres" {
-		return "now()"
-	}
-	return "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 }

@@ -16,8 +16,16 @@
 //
 // Every query of a tenant goes through a *Tenant handle made for that tenant:
 // no call takes a tenant id that could be left out. Where PostgreSQL and SQLite
-// differ (column types, value encoding, DDL limits), the difference lives in
-// dialect.go.
+// differ (where a tenant's tables live, column types, value encoding, DDL
+// and migration locks, the statements of push and pull, notifications,
+// constraint errors), the difference is a method of the backend interface
+// (backend.go), which Open chooses once: postgres (pg.go, notify.go) or
+// sqlite (sqlite.go). No other code asks which database it runs on.
+//
+// The values push, pull and the validator host exchange with the store
+// (syncdata.Write, syncdata.Applied, syncdata.PageEntry, the storage
+// errors) live in core/syncdata, so that those packages need not import
+// this one and its drivers.
 //
 // On PostgreSQL the statements of push and pull (pg.go) are prepared once
 // per connection and take their rows as array parameters (unnest, = ANY),

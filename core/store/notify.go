@@ -56,22 +56,21 @@ type Listener struct {
 // ends; then it returns nil. After every LISTEN it catches up the
 // subscribed scopes (see Listener.Subscribed). On SQLite there is nothing
 // to listen to (one process owns the files): it returns an error.
-func (s *Store) Listen(ctx context.Context, l Listener) error {
-	if !s.Postgres() {
-		return errors.New("listen: only PostgreSQL has cross-process notifications")
-	}
+func (s *Store) Listen(ctx context.Context, l Listener) error { return s.b.listen(ctx, l) }
+
+func (p *postgres) listen(ctx context.Context, l Listener) error {
 	if l.Subscribed != nil && l.CatchUp == nil {
 		return errors.New("listen: Listener.Subscribed without CatchUp")
 	}
-	cfg, err := pgx.ParseConfig(s.dsn)
+	cfg, err := pgx.ParseConfig(p.dsn)
 	if err != nil {
-		return fmt.Errorf("postgres URL %s: %w", redact(s.dsn), err)
+		return fmt.Errorf("postgres URL %s: %w", redact(p.dsn), err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenApplicationName
 	wait := 100 * time.Millisecond
 	for {
 		started := time.Now()
-		err := s.listenOnce(ctx, cfg, l)
+		err := p.listenOnce(ctx, cfg, l)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -90,7 +89,7 @@ func (s *Store) Listen(ctx context.Context, l Listener) error {
 	}
 }
 
-func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, l Listener) error {
+func (*postgres) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, l Listener) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return classify(err)

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -169,47 +168,14 @@ const entryColumns = "id, model, key_path, operation, scope_key, outbox_event_id
 
 // entriesSQL reads the changelog entries of a page, merged in id order,
 // in one statement whatever the number of scopes, each scope read through
-// its (scope_key, id) index. On PostgreSQL $1 are the scopes, $2 their
-// cursors (in the same order) and $3 the limit: a LATERAL subquery per
-// scope takes its first entries. On SQLite (no LATERAL, and at most 500
-// terms in a compound SELECT) ?1 is a JSON array of [scope, cursor] pairs
-// and ?2 the limit: each scope's range ends at its limit-th entry after the
-// cursor, found by one index seek, so that no scope is read past what the
-// page can hold.
-func (t *Tenant) entriesSQL() string {
-	tbl := t.prefix + `"_changelog"`
-	if t.d.name() == "postgres" {
-		return "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at" +
-			" FROM unnest($1::text[], $2::text[]) AS s(scope, after) CROSS JOIN LATERAL (SELECT " + entryColumns +
-			" FROM " + tbl + " WHERE scope_key = s.scope AND id > s.after ORDER BY id LIMIT $3) AS c ORDER BY c.id LIMIT $3"
-	}
-	return "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at" +
-		" FROM json_each(?1) AS s JOIN " + tbl + " AS c ON c.scope_key = s.value ->> 0 AND c.id > s.value ->> 1" +
-		" AND c.id <= coalesce((SELECT i.id FROM " + tbl + " AS i WHERE i.scope_key = s.value ->> 0 AND i.id > s.value ->> 1" +
-		" ORDER BY i.id LIMIT 1 OFFSET ?2 - 1), '~') ORDER BY c.id LIMIT ?2"
-}
+// its (scope_key, id) index (see the backends' entriesSQL for how each
+// takes its arguments).
+func (t *Tenant) entriesSQL() string { return t.d.entriesSQL(t.prefix + `"_changelog"`) }
 
-// queryEntries runs q (entriesSQL, or a statement built on it; on SQLite
-// stmt when it is prepared) for after.
+// queryEntries runs q (entriesSQL, or a statement built on it; stmt when
+// it is prepared) for after.
 func (t *Tenant) queryEntries(ctx context.Context, q string, stmt *sql.Stmt, after map[string]string, limit int) (*sql.Rows, error) {
-	scopes, afters := cursorArrays(after)
-	var rows *sql.Rows
-	var err error
-	switch {
-	case t.d.name() == "postgres":
-		rows, err = t.db.DB.QueryContext(ctx, q, prepared, scopes, afters, int64(limit))
-	default:
-		pairs := make([][2]string, len(scopes))
-		for i, sc := range scopes {
-			pairs[i] = [2]string{sc, afters[i]}
-		}
-		arg, _ := json.Marshal(pairs) // strings only: cannot fail
-		if stmt != nil {
-			rows, err = stmt.QueryContext(ctx, string(arg), int64(limit))
-		} else {
-			rows, err = t.db.DB.QueryContext(ctx, q, string(arg), int64(limit))
-		}
-	}
+	rows, err := t.d.queryEntries(ctx, t, q, stmt, after, limit)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -256,7 +222,6 @@ func (t *Tenant) newPageQuery() *pageQuery {
 	if t.own == nil {
 		return nil
 	}
-	pg := t.d.name() == "postgres"
 	pq := &pageQuery{index: map[string]int{}}
 	var sel, joins strings.Builder
 	sel.WriteString("SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at, c.n")
@@ -276,22 +241,17 @@ func (t *Tenant) newPageQuery() *pageQuery {
 			if !ok {
 				return nil
 			}
-			var cast string
+			var integer bool
 			switch {
 			case c.List:
 				return nil
 			case c.Type == schema.String || strings.HasPrefix(c.Type, "enum:"):
 			case c.Type == schema.Int || c.Type == schema.BigInt:
-				if pg {
-					cast = "::bigint"
-				}
+				integer = true
 			default:
 				return nil
 			}
-			elem := "(c.key_path::jsonb->>" + strconv.Itoa(k) + ")" + cast
-			if !pg {
-				elem = "(c.key_path ->> " + strconv.Itoa(k) + ")"
-			}
+			elem := t.d.keyPathElem(k, integer)
 			on = append(on, alias+"."+quote(c.Name)+" = CASE WHEN c.model = "+stringLiteral(name)+" THEN "+elem+" END")
 		}
 		cols, paths := t.scopedColumns(ti, alias)
@@ -308,12 +268,9 @@ func (t *Tenant) newPageQuery() *pageQuery {
 // readPageOnce is ReadPage in one statement (newPageQuery).
 func (t *Tenant) readPageOnce(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
 	pq := t.page
-	var stmt *sql.Stmt
-	if t.d.name() != "postgres" {
-		var err error
-		if stmt, err = pq.prepare(ctx, t.db.DB); err != nil {
-			return err
-		}
+	stmt, err := t.d.pageStmt(ctx, t, pq)
+	if err != nil {
+		return err
 	}
 	rows, err := t.queryEntries(ctx, pq.sql, stmt, after, limit)
 	if err != nil {

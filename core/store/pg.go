@@ -2,16 +2,22 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
@@ -352,7 +358,7 @@ func (x *Tx) pgApply(ctx context.Context, writes []syncdata.Write, entries []cha
 			continue
 		}
 		if _, err := x.tx.Tx.ExecContext(ctx, combine(parts), p.all()...); err != nil {
-			return constraint(err)
+			return x.t.d.constraint(err)
 		}
 	}
 	return nil
@@ -400,36 +406,228 @@ func pgQuery(ctx context.Context, db bun.IConn, p *pgArgs, q string) (*sql.Rows,
 	return nil, fmt.Errorf("store: unexpected connection %T", db)
 }
 
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+// postgres is the PostgreSQL backend: every tenant's tables live in a
+// schema t_<id> of the platform database, and commits reach other server
+// processes through NOTIFY (see Store.Listen).
+type postgres struct {
+	platform *bun.DB
+	dsn      string // for the listening connection
 }
 
-// pgEntriesSQL reads the changelog entries after each scope's cursor
-// ($1 the scopes, $2 their cursors, in the same order; $3 the limit),
-// merged in id order: one statement whatever the number of scopes, each
-// scope read through its (scope_key, id) index.
-func (t *Tenant) pgEntriesSQL() string {
+// openPostgres connects to the PostgreSQL database at dsn.
+func openPostgres(ctx context.Context, dsn string) (*bun.DB, *postgres, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
+	}
+	// bun renders arguments into the SQL text, so every statement is
+	// unique: the simple protocol runs it in one round trip, where
+	// pgx's default would prepare (and cache) each one first.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	// Every statement of push and pull reads through an index (keys,
+	// foreign keys, (scope_key, id)). A generic plan, which the prepared
+	// statements of this file keep after a few executions, is made once: when
+	// that happens while a new tenant's tables are nearly empty, a scan of
+	// the whole table looks cheapest and stays in use as the table grows.
+	// Seq scans are therefore priced out (they still run where no index
+	// applies).
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if _, set := cfg.RuntimeParams["enable_seqscan"]; !set {
+		cfg.RuntimeParams["enable_seqscan"] = "off"
+	}
+	sqldb := sql.OpenDB(retryConnector{stdlib.GetConnector(*cfg)})
+	sqldb.SetMaxOpenConns(32)
+	sqldb.SetMaxIdleConns(32)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
+	}
+	return db, &postgres{platform: db, dsn: dsn}, nil
+}
+
+func (p *postgres) tenantDB(string) (*bun.DB, error) { return p.platform, nil }
+
+// tenantPrefix: a tenant's tables live in its schema (schemaName).
+func (*postgres) tenantPrefix(id string) string { return quote(schemaName(id)) + "." }
+
+func (*postgres) close() []error { return nil }
+
+func (*postgres) columnType(c Column) string {
+	if c.List {
+		return "jsonb"
+	}
+	switch c.Type {
+	case schema.Int, schema.BigInt:
+		return "bigint"
+	case schema.Float:
+		return "double precision"
+	case schema.Boolean:
+		return "boolean"
+	case schema.DateTime:
+		return "timestamptz(3)"
+	case schema.JSON:
+		return "jsonb"
+	case schema.Bytes:
+		return "bytea"
+	case schema.Decimal:
+		return "numeric"
+	}
+	return "text" // String and enums
+}
+
+func (*postgres) timestampType() string { return "timestamptz(3)" }
+func (*postgres) sortedText() string    { return `text COLLATE "C"` }
+func (*postgres) jsonType() string      { return "jsonb" }
+func (*postgres) skipLocked() string    { return " FOR UPDATE SKIP LOCKED" }
+
+func (*postgres) literal(c Column, now time.Time) string {
+	if isNow(c) {
+		return "now()"
+	}
+	return jsonLiteral(c, "TRUE", "FALSE", func(b []byte) string { return `'\x` + hex.EncodeToString(b) + "'::bytea" })
+}
+
+func (*postgres) encode(typ string, v any) any {
+	switch x := v.(type) {
+	case json.RawMessage:
+		return string(x)
+	case []any:
+		return encodeList(typ, x)
+	}
+	return v
+}
+
+func (*postgres) selectExpr(q string, c Column) string {
+	if c.List || c.Type == schema.JSON || c.Type == schema.Decimal {
+		return q + "::text"
+	}
+	return q
+}
+
+func (*postgres) nowSQL() string { return "now()" }
+
+func (*postgres) scanTarget(c Column) (any, func() (any, error)) {
+	if !c.List {
+		switch c.Type {
+		case schema.Bytes:
+			var b []byte
+			return &b, func() (any, error) {
+				if b == nil {
+					return nil, nil
+				}
+				return append([]byte{}, b...), nil
+			}
+		case schema.DateTime:
+			var t sql.NullTime
+			return &t, func() (any, error) { return nullable(t.Valid, t.Time.UTC()), nil }
+		}
+	}
+	return scanValue(c)
+}
+
+func (*postgres) keyPathElem(k int, integer bool) string {
+	elem := "(c.key_path::jsonb->>" + strconv.Itoa(k) + ")"
+	if integer {
+		elem += "::bigint"
+	}
+	return elem
+}
+
+func (*postgres) rowID() string { return "ctid" }
+
+func (*postgres) position(col, needle string) string {
+	return "strpos(" + col + ", " + stringLiteral(needle) + ")"
+}
+
+// schemaDDL creates the tenant's schema.
+func (*postgres) schemaDDL(t *Tenant) []string {
+	return []string{"CREATE SCHEMA IF NOT EXISTS " + quote(schemaName(t.id))}
+}
+
+// lockMigration takes an advisory lock keyed by the tenant, as a session
+// lock taken before the transaction begins: a transaction that waited for
+// a lock inside itself could still see the catalog as it was when it
+// began, and trip over the tables the previous holder just created.
+func (*postgres) lockMigration(ctx context.Context, conn bun.Conn, t *Tenant) (func(), error) {
+	sum := sha256.Sum256([]byte("syncplane tenant " + t.id))
+	key := int64(binary.BigEndian.Uint64(sum[:]))
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", key); err != nil {
+		return nil, fmt.Errorf("tenant %s: migration lock: %w", t.id, classify(err))
+	}
+	return func() {
+		conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", key) //nolint:errcheck // the lock also ends with the session
+	}, nil
+}
+
+func (*postgres) metaExistsSQL(t *Tenant) string {
+	return "SELECT to_regclass('" + strings.ReplaceAll(t.prefix, "'", "''") + `"_meta"') IS NOT NULL`
+}
+
+// dropOutboxUnique: PostgreSQL drops the constraint in place.
+func (*postgres) dropOutboxUnique(_ context.Context, _ bun.Tx, t *Tenant) ([]string, error) {
+	return []string{"ALTER TABLE " + t.prefix + `"_changelog" DROP CONSTRAINT IF EXISTS "_changelog_outbox_event_id_key"`}, nil
+}
+
+func (*postgres) apply(ctx context.Context, x *Tx, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
+	return x.pgApply(ctx, writes, entries, heads, applied)
+}
+
+func (*postgres) lockScopes(ctx context.Context, x *Tx, scopes []string) (*sql.Rows, error) {
+	return x.pgLockScopes(ctx, scopes)
+}
+
+func (*postgres) queryKeys(ctx context.Context, _ *Tenant, db bun.IConn, q string, ti *tableInfo, alias string, fields []string, keys [][]any) (*sql.Rows, error) {
+	p := &pgArgs{}
+	where, err := pgKeyFilter(p, ti, alias, fields, keys)
+	if err != nil {
+		return nil, err
+	}
+	return pgQuery(ctx, db, p, q+" WHERE "+where)
+}
+
+func (*postgres) appliedEvents(ctx context.Context, t *Tenant, db bun.IConn, subject string, ids []string) (*sql.Rows, error) {
+	p := &pgArgs{}
+	return pgQuery(ctx, db, p, "SELECT event_id, changelog_id FROM "+t.prefix+`"_applied_events" WHERE subject = `+p.bind(subject, "text")+
+		" AND event_id = ANY("+p.bind(ids, "text[]")+")")
+}
+
+// entriesSQL: $1 are the scopes, $2 their cursors (in the same order) and
+// $3 the limit: a LATERAL subquery per scope takes its first entries.
+func (*postgres) entriesSQL(tbl string) string {
 	return "SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at" +
-		" FROM unnest($1::text[], $2::text[]) AS s(scope, after) CROSS JOIN LATERAL (SELECT id, model, key_path, operation," +
-		" scope_key, outbox_event_id, created_at FROM " + t.prefix + `"_changelog" WHERE scope_key = s.scope AND id > s.after` +
-		" ORDER BY id LIMIT $3) AS c ORDER BY c.id LIMIT $3"
+		" FROM unnest($1::text[], $2::text[]) AS s(scope, after) CROSS JOIN LATERAL (SELECT " + entryColumns +
+		" FROM " + tbl + " WHERE scope_key = s.scope AND id > s.after ORDER BY id LIMIT $3) AS c ORDER BY c.id LIMIT $3"
 }
 
-// cursorArrays are the scopes of after, sorted, and their cursors.
-func cursorArrays(after map[string]string) (scopes, afters []string) {
-	scopes = make([]string, 0, len(after))
-	for sc := range after {
-		scopes = append(scopes, sc)
+func (*postgres) queryEntries(ctx context.Context, t *Tenant, q string, _ *sql.Stmt, after map[string]string, limit int) (*sql.Rows, error) {
+	scopes, afters := cursorArrays(after)
+	return t.db.DB.QueryContext(ctx, q, prepared, scopes, afters, int64(limit))
+}
+
+// pageStmt: the connections cache the page statement (prepared).
+func (*postgres) pageStmt(context.Context, *Tenant, *pageQuery) (*sql.Stmt, error) { return nil, nil }
+
+// changes: one statement whatever the number of scopes (entriesSQL).
+func (p *postgres) changes(ctx context.Context, t *Tenant, after map[string]string, limit int) (*sql.Rows, error) {
+	return p.queryEntries(ctx, t, t.entriesSQL(), nil, after, limit)
+}
+
+func (*postgres) constraint(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "23505":
+			if pg.TableName == "_applied_events" {
+				return syncdata.ErrDuplicateEvent
+			}
+			return &syncdata.ConstraintError{Kind: "unique", Detail: pg.Detail}
+		case "23503":
+			return &syncdata.ConstraintError{Kind: "foreign key", Detail: pg.Detail}
+		}
 	}
-	slices.Sort(scopes)
-	afters = make([]string, len(scopes))
-	for i, sc := range scopes {
-		afters[i] = after[sc]
-	}
-	return scopes, afters
+	return classify(err)
 }

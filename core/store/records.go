@@ -9,57 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
-	msqlite "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/syncdata"
 )
-
-// constraint turns a driver's constraint error into a *syncdata.ConstraintError (or
-// syncdata.ErrDuplicateEvent for the ledger of applied events) and leaves other
-// errors to classify.
-func constraint(err error) error {
-	if err == nil {
-		return nil
-	}
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		switch pg.Code {
-		case "23505":
-			if pg.TableName == "_applied_events" {
-				return syncdata.ErrDuplicateEvent
-			}
-			return &syncdata.ConstraintError{Kind: "unique", Detail: pg.Detail}
-		case "23503":
-			return &syncdata.ConstraintError{Kind: "foreign key", Detail: pg.Detail}
-		}
-		return classify(err)
-	}
-	var se *msqlite.Error
-	if errors.As(err, &se) {
-		// The extended code says which constraint failed; SQLite names
-		// the table only in the message.
-		msg := se.Error()
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-			if strings.Contains(msg, "_applied_events.") {
-				return syncdata.ErrDuplicateEvent
-			}
-			detail := msg
-			if i := strings.Index(msg, "UNIQUE"); i >= 0 {
-				detail = strings.TrimSpace(msg[i:])
-			}
-			return &syncdata.ConstraintError{Kind: "unique", Detail: detail}
-		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY, sqlite3.SQLITE_CONSTRAINT_TRIGGER: // TRIGGER: an ON DELETE RESTRICT
-			return &syncdata.ConstraintError{Kind: "foreign key", Detail: "a referenced record does not exist, or the record is still referenced"}
-		}
-	}
-	return classify(err)
-}
 
 // Load returns the committed records of model whose fields equal one of keys.
 func (t *Tenant) Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error) {
@@ -75,36 +30,13 @@ func (t *Tenant) Changes(ctx context.Context, scope, after string, limit int) ([
 // ChangesAcross returns at most limit changelog entries of the given
 // scopes, each after its own cursor id ("" for the beginning), merged in id
 // order. Each scope reads through its (scope_key, id) index: on PostgreSQL
-// one statement (pgEntriesSQL), elsewhere one limited subquery per scope,
-// merged by the database.
+// one statement (entriesSQL), on SQLite one limited subquery per scope,
+// merged by the database (backend.changes).
 func (t *Tenant) ChangesAcross(ctx context.Context, after map[string]string, limit int) ([]changelog.Entry, error) {
 	if len(after) == 0 {
 		return nil, nil
 	}
-	const cols = "id, model, key_path, operation, scope_key, outbox_event_id, created_at"
-	scopes, afters := cursorArrays(after)
-	if t.d.name() == "postgres" {
-		rows, err := t.db.DB.QueryContext(ctx, t.pgEntriesSQL(), prepared, scopes, afters, int64(limit))
-		if err != nil {
-			return nil, classify(err)
-		}
-		return scanEntries(rows, limit)
-	}
-	var b strings.Builder
-	args := make([]any, 0, 3*len(scopes)+1)
-	for i, sc := range scopes {
-		if i > 0 {
-			b.WriteString(" UNION ALL ")
-		}
-		fmt.Fprintf(&b, "SELECT * FROM (SELECT %s FROM %s\"_changelog\" WHERE scope_key = ? AND id > ? ORDER BY id LIMIT ?) AS s%d", cols, t.prefix, i)
-		args = append(args, sc, afters[i], limit)
-	}
-	query := b.String()
-	if len(scopes) > 1 {
-		query = "SELECT " + cols + " FROM (" + query + ") AS u ORDER BY id LIMIT ?"
-		args = append(args, limit)
-	}
-	rows, err := t.db.QueryContext(ctx, query, args...)
+	rows, err := t.d.changes(ctx, t, after, limit)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -191,7 +123,7 @@ func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
 // handle, it then prunes the ledger (see Tenant.SetLedgerRetention).
 func (x *Tx) Commit() error {
 	if err := x.tx.Commit(); err != nil {
-		return constraint(err)
+		return x.t.d.constraint(err)
 	}
 	x.t.maybePrune()
 	return nil
@@ -227,16 +159,7 @@ func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, subject string
 	if len(ids) == 0 {
 		return out, nil
 	}
-	var rows *sql.Rows
-	var err error
-	const q = "SELECT event_id, changelog_id FROM "
-	if t.d.name() == "postgres" {
-		p := &pgArgs{}
-		rows, err = pgQuery(ctx, db, p, q+t.prefix+`"_applied_events" WHERE subject = `+p.bind(subject, "text")+
-			" AND event_id = ANY("+p.bind(ids, "text[]")+")")
-	} else {
-		rows, err = db.QueryContext(ctx, q+t.prefix+`"_applied_events" WHERE subject = ? AND event_id IN (?)`, subject, bun.In(ids))
-	}
+	rows, err := t.d.appliedEvents(ctx, t, db, subject, ids)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -292,24 +215,7 @@ func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string
 	if len(scopes) == 0 {
 		return out, nil
 	}
-	var rows *sql.Rows
-	var err error
-	if x.t.d.name() == "postgres" {
-		rows, err = x.pgLockScopes(ctx, scopes)
-	} else {
-		var b strings.Builder
-		args := make([]any, 0, len(scopes))
-		b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
-		for i, s := range scopes {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, '')")
-			args = append(args, s)
-		}
-		b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id")
-		rows, err = x.tx.QueryContext(ctx, b.String(), args...)
-	}
+	rows, err := x.t.d.lockScopes(ctx, x, scopes)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -413,13 +319,8 @@ func (t *Tenant) query(ctx context.Context, db bun.IConn, model string, fields [
 	}
 	q, args := "SELECT "+ti.selects+" FROM "+ti.name, []any(nil)
 	var rows *sql.Rows
-	if t.d.name() == "postgres" && len(fields) > 0 && limit == 0 {
-		p := &pgArgs{}
-		var where string
-		if where, err = pgKeyFilter(p, ti, "", fields, keys); err != nil {
-			return nil, err
-		}
-		rows, err = pgQuery(ctx, db, p, q+" WHERE "+where)
+	if len(fields) > 0 && limit == 0 {
+		rows, err = t.d.queryKeys(ctx, t, db, q, ti, "", fields, keys)
 	} else {
 		if len(fields) > 0 {
 			var where string

@@ -87,10 +87,7 @@ func (t *Tenant) prune(ctx context.Context, now time.Time, keep, tombs time.Dura
 // were applied before before, and returns how many it deleted.
 func (t *Tenant) PruneLedger(ctx context.Context, before time.Time, limit int) (int64, error) {
 	tbl := t.prefix + `"_applied_events"`
-	row := "rowid"
-	if t.d.name() == "postgres" {
-		row = "ctid"
-	}
+	row := t.d.rowID()
 	res, err := t.db.ExecContext(ctx, "DELETE FROM "+tbl+" WHERE "+row+" IN (SELECT "+row+" FROM "+tbl+
 		" WHERE applied_at < ? LIMIT ?)", t.d.encode(schema.DateTime, before.UTC()), limit)
 	if err != nil {

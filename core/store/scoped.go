@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
@@ -100,18 +99,7 @@ func (t *Tenant) LoadScoped(ctx context.Context, model string, keys [][]any) ([]
 	if ti.scoped == "" {
 		return nil, nil, fmt.Errorf("tenant %s: model %q is not synced", t.id, model)
 	}
-	var rows *sql.Rows
-	if t.d.name() == "postgres" {
-		p := &pgArgs{}
-		var where string
-		if where, err = pgKeyFilter(p, ti, "m.", ti.model.PrimaryKey, keys); err != nil {
-			return nil, nil, err
-		}
-		rows, err = pgQuery(ctx, t.db, p, ti.scoped+" WHERE "+where)
-	} else {
-		where, args := t.keyFilter(ti, "m.", ti.model.PrimaryKey, keys)
-		rows, err = t.db.QueryContext(ctx, ti.scoped+" WHERE "+where, args...)
-	}
+	rows, err := t.d.queryKeys(ctx, t, t.db, ti.scoped, ti, "m.", ti.model.PrimaryKey, keys)
 	if err != nil {
 		return nil, nil, classify(err)
 	}

@@ -5,20 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/pgdialect"
-	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/migrate"
-	msqlite "modernc.org/sqlite" // also the database/sql driver "sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/syncplane/syncplane/core/syncdata"
 	"github.com/syncplane/syncplane/migrations"
@@ -26,16 +18,13 @@ import (
 
 // Store is the platform database plus the way to reach each tenant's.
 type Store struct {
-	dialect  dialect
+	b        backend // chosen by Open: PostgreSQL or SQLite
 	platform *bun.DB
-	dataDir  string // SQLite only: where tenant files live
-	dsn      string // PostgreSQL only: for the listening connection
 
-	mu      sync.Mutex
-	tenants map[string]*bun.DB // SQLite only: one file per tenant
-
-	// Background work (the online compaction of upgraded tenants) runs
-	// under bg, which Close cancels before it waits for it.
+	// mu guards the start of background work (the online compaction of
+	// upgraded tenants, pruning), which runs under bg: Close cancels bg
+	// before it waits for it.
+	mu         sync.Mutex
 	bg         context.Context
 	stopBG     context.CancelFunc
 	bgWG       sync.WaitGroup
@@ -43,8 +32,8 @@ type Store struct {
 }
 
 // newStore returns a Store on platform with its background context.
-func newStore(d dialect, platform *bun.DB) *Store {
-	s := &Store{dialect: d, platform: platform, tenants: map[string]*bun.DB{}, compacting: map[string]bool{}}
+func newStore(b backend, platform *bun.DB) *Store {
+	s := &Store{b: b, platform: platform, compacting: map[string]bool{}}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	return s
 }
@@ -55,83 +44,19 @@ func newStore(d dialect, platform *bun.DB) *Store {
 func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		cfg, err := pgx.ParseConfig(dsn)
-		if err != nil {
-			return nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
-		}
-		// bun renders arguments into the SQL text, so every statement is
-		// unique: the simple protocol runs it in one round trip, where
-		// pgx's default would prepare (and cache) each one first.
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-		// Every statement of push and pull reads through an index (keys,
-		// foreign keys, (scope_key, id)). A generic plan, which the prepared
-		// statements of pg.go keep after a few executions, is made once: when
-		// that happens while a new tenant's tables are nearly empty, a scan of
-		// the whole table looks cheapest and stays in use as the table grows.
-		// Seq scans are therefore priced out (they still run where no index
-		// applies).
-		if cfg.RuntimeParams == nil {
-			cfg.RuntimeParams = map[string]string{}
-		}
-		if _, set := cfg.RuntimeParams["enable_seqscan"]; !set {
-			cfg.RuntimeParams["enable_seqscan"] = "off"
-		}
-		sqldb := sql.OpenDB(retryConnector{stdlib.GetConnector(*cfg)})
-		sqldb.SetMaxOpenConns(32)
-		sqldb.SetMaxIdleConns(32)
-		sqldb.SetConnMaxIdleTime(5 * time.Minute)
-		db := bun.NewDB(sqldb, pgdialect.New())
-		if err := db.PingContext(ctx); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
-		}
-		s := newStore(postgres{}, db)
-		s.dsn = dsn
-		return s, nil
-	case dsn == "":
-		if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o750); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
-		}
-		db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"))
+		db, b, err := openPostgres(ctx, dsn)
 		if err != nil {
 			return nil, err
 		}
-		s := newStore(sqlite{}, db)
-		s.dataDir = dataDir
-		return s, nil
+		return newStore(b, db), nil
+	case dsn == "":
+		db, b, err := openSQLiteStore(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		return newStore(b, db), nil
 	default:
 		return nil, fmt.Errorf("database URL %q: only postgres:// URLs are supported (leave it empty for the embedded SQLite store)", redact(dsn))
-	}
-}
-
-// openSQLite opens one SQLite file with WAL, a busy timeout, foreign keys
-// and immediate (write-locking) transactions.
-func openSQLite(path string) (*bun.DB, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	sqldb, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-	}
-	sqldb.SetMaxOpenConns(8)
-	sqldb.SetMaxIdleConns(8)
-	db := bun.NewDB(sqldb, sqlitedialect.New())
-	// Switching a new file to WAL needs a lock that SQLite does not wait
-	// for (busy_timeout does not apply): when another store opens the same
-	// file at that moment (two processes starting), the first connection
-	// fails with SQLITE_BUSY. Try again for a while.
-	deadline := time.Now().Add(10 * time.Second)
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
-		err := db.Ping()
-		if err == nil {
-			return db, nil
-		}
-		var se *msqlite.Error
-		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
-			db.Close()
-			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-		}
-		time.Sleep(wait)
 	}
 }
 
@@ -145,8 +70,13 @@ func redact(dsn string) string {
 	return dsn[:scheme+3] + "…" + dsn[at:]
 }
 
-// Postgres reports whether the store runs on PostgreSQL.
-func (s *Store) Postgres() bool { return s.dialect.name() == "postgres" }
+// Postgres reports whether the store runs on PostgreSQL, whose commits
+// reach other server processes (see Listen); on SQLite one process owns
+// the files.
+func (s *Store) Postgres() bool {
+	_, ok := s.b.(*postgres)
+	return ok
+}
 
 // Migrate applies the platform migrations under bun/migrate's lock. When
 // several processes start at once, the ones that find the lock taken wait
@@ -225,31 +155,6 @@ func (s *Store) Close() error {
 	s.stopBG()
 	s.mu.Unlock()
 	s.bgWG.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var errs []error
-	for id, db := range s.tenants {
-		errs = append(errs, db.Close())
-		delete(s.tenants, id)
-	}
-	errs = append(errs, s.platform.Close())
+	errs := append(s.b.close(), s.platform.Close())
 	return errors.Join(errs...)
-}
-
-// tenantDB returns the database that holds a tenant's tables.
-func (s *Store) tenantDB(id string) (*bun.DB, error) {
-	if s.Postgres() {
-		return s.platform, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if db, ok := s.tenants[id]; ok {
-		return db, nil
-	}
-	db, err := openSQLite(filepath.Join(s.dataDir, "tenants", id+".db"))
-	if err != nil {
-		return nil, err
-	}
-	s.tenants[id] = db
-	return db, nil
 }

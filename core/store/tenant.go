@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +21,7 @@ import (
 type Tenant struct {
 	id     string
 	db     *bun.DB
-	d      dialect
+	d      backend
 	prefix string // `"t_acme".` on PostgreSQL, "" on SQLite
 	tables map[string]*tableInfo
 	own    *schema.Ownership
@@ -65,14 +64,11 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	if err != nil {
 		return nil, err
 	}
-	db, err := s.tenantDB(id)
+	db, err := s.b.tenantDB(id)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tenant{id: id, db: db, d: s.dialect, tables: map[string]*tableInfo{}, own: own, st: s}
-	if s.Postgres() {
-		t.prefix = quote(schemaName(id)) + "."
-	}
+	t := &Tenant{id: id, db: db, d: s.b, prefix: s.b.tenantPrefix(id), tables: map[string]*tableInfo{}, own: own, st: s}
 	for _, tb := range layout.Tables {
 		t.tables[tb.Model] = t.newTableInfo(sch.Model(tb.Model), tb)
 	}
@@ -128,9 +124,9 @@ func (t *Tenant) newTableInfo(m *schema.Model, tb Table) *tableInfo {
 	return ti
 }
 
-// migrate runs in one transaction; on PostgreSQL an advisory lock keyed by
-// the tenant serializes concurrent migrations of the same tenant, on SQLite
-// the immediate transaction does.
+// migrate runs in one transaction; the backend's lockMigration serializes
+// concurrent migrations of the same tenant (on PostgreSQL an advisory
+// lock keyed by the tenant, on SQLite the immediate transaction).
 func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 	// Unchanged layout (every start, every reload of an unchanged schema):
 	// no write transaction, so no wait for SQLite's write lock.
@@ -143,21 +139,14 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 		return classify(err)
 	}
 	defer conn.Close()
-	if t.d.name() == "postgres" {
-		// A session lock taken before the transaction begins: a transaction
-		// that waited for a lock inside itself could still see the catalog
-		// as it was when it began, and trip over the tables the previous
-		// holder just created.
-		sum := sha256.Sum256([]byte("syncplane tenant " + t.id))
-		key := int64(binary.BigEndian.Uint64(sum[:]))
-		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", key); err != nil {
-			return fmt.Errorf("tenant %s: migration lock: %w", t.id, classify(err))
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", key) //nolint:errcheck // the lock also ends with the session
+	unlock, err := t.d.lockMigration(ctx, conn, t)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	return conn.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if t.d.name() == "postgres" {
-			if _, err := tx.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quote(schemaName(t.id))); err != nil {
+		for _, stmt := range t.d.schemaDDL(t) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("tenant %s: create schema: %w", t.id, classify(err))
 			}
 		}
@@ -310,32 +299,15 @@ func (t *Tenant) upgradeSystem(ctx context.Context, tx bun.Tx) error {
 		// created.
 		return nil
 	}
-	notMoved := "instr(outbox_event_id, '" + movedSuffix + "') = 0"
-	if t.d.name() == "postgres" {
-		notMoved = "strpos(outbox_event_id, '" + movedSuffix + "') = 0"
-	}
+	notMoved := t.d.position("outbox_event_id", movedSuffix) + " = 0"
 	stmts := []string{"INSERT INTO " + t.prefix + `"_applied_events" (subject, event_id, changelog_id, applied_at) ` +
 		"SELECT scope_key, outbox_event_id, id, created_at FROM " + t.prefix + `"_changelog" WHERE ` + notMoved +
 		" ON CONFLICT (subject, event_id) DO NOTHING"}
-	if t.d.name() == "postgres" {
-		stmts = append(stmts, "ALTER TABLE "+t.prefix+`"_changelog" DROP CONSTRAINT IF EXISTS "_changelog_outbox_event_id_key"`)
-	} else {
-		var unique int
-		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_index_list('_changelog') WHERE "unique" = 1 AND origin = 'u'`).Scan(&unique)
-		if err != nil {
-			return fmt.Errorf("tenant %s: changelog indexes: %w", t.id, classify(err))
-		}
-		if unique > 0 {
-			stmts = append(stmts,
-				`DROP TABLE IF EXISTS "_changelog_v2"`,
-				t.changelogDDL(`"_changelog_v2"`),
-				`INSERT INTO "_changelog_v2" (id, model, key_path, operation, scope_key, outbox_event_id, created_at) `+
-					`SELECT id, model, key_path, operation, scope_key, outbox_event_id, created_at FROM "_changelog"`,
-				`DROP TABLE "_changelog"`,
-				`ALTER TABLE "_changelog_v2" RENAME TO "_changelog"`)
-			stmts = append(stmts, t.systemDDL()...) // the changelog's indexes went with the old table
-		}
+	drop, err := t.d.dropOutboxUnique(ctx, tx, t)
+	if err != nil {
+		return err
 	}
+	stmts = append(stmts, drop...)
 	for _, stmt := range stmts {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("tenant %s: upgrade to system version %s: %s: %w", t.id, systemVersion, stmt, classify(err))
@@ -427,11 +399,7 @@ func quoteAll(names []string) string {
 // is none yet.
 func (t *Tenant) storedMeta(ctx context.Context) (layout, system string, err error) {
 	var exists bool
-	q := "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_meta'"
-	if t.d.name() == "postgres" {
-		q = "SELECT to_regclass('" + strings.ReplaceAll(t.prefix, "'", "''") + `"_meta"') IS NOT NULL`
-	}
-	if err := t.db.QueryRowContext(ctx, q).Scan(&exists); err != nil || !exists {
+	if err := t.db.QueryRowContext(ctx, t.d.metaExistsSQL(t)).Scan(&exists); err != nil || !exists {
 		return "", "", err
 	}
 	rows, err := t.db.QueryContext(ctx, "SELECT key, value FROM "+t.prefix+`"_meta" WHERE key IN ('layout', 'system')`)

@@ -28,39 +28,9 @@ import (
 // of its own. The changelog entries, the ledger rows and the heads join
 // the last statement. A batch without deletes is one statement. SQLite (no
 // data-modifying subqueries, and no round trips to save) runs one
-// statement per step.
+// statement per step (writeSQL and the statements after it).
 func (x *Tx) Apply(ctx context.Context, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
-	if x.t.d.name() == "postgres" {
-		return x.pgApply(ctx, writes, entries, heads, applied)
-	}
-	var stmts []stmt
-	for _, w := range writes {
-		st, err := x.t.writeSQL(w)
-		if err != nil {
-			return err
-		}
-		if st.sql != "" {
-			stmts = append(stmts, st)
-		}
-	}
-	if len(applied.Events) > 0 {
-		stmts = append(stmts, x.t.ledgerSQL(applied))
-	}
-	if len(applied.History) > 0 {
-		stmts = append(stmts, x.t.historySQL(applied))
-	}
-	if len(entries) > 0 {
-		stmts = append(stmts, x.t.supersededSQL(entries), x.t.changelogSQL(entries))
-		if len(heads) > 0 {
-			stmts = append(stmts, x.t.headsSQL(heads))
-		}
-	}
-	for _, st := range stmts {
-		if _, err := x.tx.ExecContext(ctx, st.sql, st.args...); err != nil {
-			return constraint(err)
-		}
-	}
-	return nil
+	return x.t.d.apply(ctx, x, writes, entries, heads, applied)
 }
 
 // stmt is one SQL statement with bun's ? placeholders and its arguments.

@@ -4,7 +4,8 @@
 //
 //   - the write of a push transaction: Write (the records of one model
 //     upserted or deleted), Applied and AppliedEvent (the ledger rows of
-//     the applied events, push's idempotency key);
+//     the applied events, push's idempotency key) and HistoryEntry (a row
+//     of a tenant's full history);
 //   - a pull page: PageEntry, a changelog entry with its record;
 //   - a validator's view of a batch: ValidationEvent and Verdict;
 //   - the storage errors callers tell apart: ErrUnavailable (503) and,

@@ -2,21 +2,35 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/uptrace/bun"
+
+	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
-// dialect is everything that differs between PostgreSQL and SQLite.
-type dialect interface {
-	name() string
+// backend is everything that differs between PostgreSQL (pg.go) and
+// SQLite (sqlite.go): Open chooses one, and every tenant of the store
+// uses it. Nothing else in this package asks which database it runs on.
+type backend interface {
+	// tenantDB returns the database that holds a tenant's tables, and
+	// tenantPrefix what qualifies their names (`"t_acme".` or "").
+	tenantDB(id string) (*bun.DB, error)
+	tenantPrefix(id string) string
+	// close closes the databases tenantDB opened (not the platform's).
+	close() []error
+	// listen delivers other processes' commits (see Store.Listen).
+	listen(ctx context.Context, l Listener) error
+
 	// columnType is the SQL type of a column.
 	columnType(c Column) string
 	// timestampType is the type of the changelog's created_at.
@@ -31,129 +45,63 @@ type dialect interface {
 	skipLocked() string
 	// literal renders a column default as SQL for ADD COLUMN.
 	literal(c Column, now time.Time) string
+	// nowSQL is the SQL of the current time as timestamps are stored.
+	nowSQL() string
 	// encode turns a validated value into a query argument.
 	encode(typ string, v any) any
-	// selectExpr is how a column is selected so that decode can scan it.
+	// selectExpr is how a column is selected so that scanTarget can scan it.
 	selectExpr(quoted string, c Column) string
-	// canAddForeignKey reports whether ALTER TABLE can add a relation column.
-	addColumnFK() bool
+	// scanTarget returns a Scan destination for one column and a function
+	// that turns the scanned value into a record value.
+	scanTarget(c Column) (any, func() (any, error))
+	// keyPathElem is the SQL of element k of a changelog entry's key path
+	// (c.key_path), as text or, when integer, as a bigint.
+	keyPathElem(k int, integer bool) string
+	// rowID names a row's physical address, for batched deletes.
+	rowID() string
+	// position is the SQL of the 1-based position of needle (a literal) in
+	// the text column col, 0 when it is not there.
+	position(col, needle string) string
+
+	// schemaDDL creates what holds a tenant's tables before systemDDL runs.
+	schemaDDL(t *Tenant) []string
+	// lockMigration serializes migrations of one tenant across processes,
+	// on conn before its transaction begins; unlock ends the lock.
+	lockMigration(ctx context.Context, conn bun.Conn, t *Tenant) (unlock func(), err error)
+	// metaExistsSQL tells whether the tenant's _meta table exists.
+	metaExistsSQL(t *Tenant) string
+	// dropOutboxUnique renders what drops the unique constraint of a
+	// system version 1 changelog on outbox_event_id (see upgradeSystem).
+	dropOutboxUnique(ctx context.Context, tx bun.Tx, t *Tenant) ([]string, error)
+
+	// apply is Tx.Apply.
+	apply(ctx context.Context, x *Tx, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error
+	// lockScopes is Tx.LockScopes' statement: it returns rows of
+	// (scope_key, last_id).
+	lockScopes(ctx context.Context, x *Tx, scopes []string) (*sql.Rows, error)
+	// queryKeys runs q (a SELECT of ti's records, aliased alias) restricted
+	// to the records whose fields equal one of keys.
+	queryKeys(ctx context.Context, t *Tenant, db bun.IConn, q string, ti *tableInfo, alias string, fields []string, keys [][]any) (*sql.Rows, error)
+	// appliedEvents reads the ledger rows (event_id, changelog_id) of
+	// subject's events ids.
+	appliedEvents(ctx context.Context, t *Tenant, db bun.IConn, subject string, ids []string) (*sql.Rows, error)
+	// entriesSQL reads the changelog entries of a page (see
+	// Tenant.entriesSQL), and queryEntries runs it, or a statement built
+	// on it, for after (stmt, when set, is q prepared).
+	entriesSQL(tbl string) string
+	queryEntries(ctx context.Context, t *Tenant, q string, stmt *sql.Stmt, after map[string]string, limit int) (*sql.Rows, error)
+	// pageStmt is the prepared statement of a one-statement page, or nil
+	// when the connections cache it themselves.
+	pageStmt(ctx context.Context, t *Tenant, pq *pageQuery) (*sql.Stmt, error)
+	// changes reads the changelog entries of Tenant.ChangesAcross.
+	changes(ctx context.Context, t *Tenant, after map[string]string, limit int) (*sql.Rows, error)
+	// constraint turns the driver's constraint errors into
+	// *syncdata.ConstraintError (or syncdata.ErrDuplicateEvent for the
+	// ledger of applied events) and leaves other errors to classify.
+	constraint(err error) error
 }
 
 const isoMillis = "2006-01-02T15:04:05.000Z"
-
-type postgres struct{}
-
-func (postgres) name() string { return "postgres" }
-
-func (postgres) columnType(c Column) string {
-	if c.List {
-		return "jsonb"
-	}
-	switch c.Type {
-	case schema.Int, schema.BigInt:
-		return "bigint"
-	case schema.Float:
-		return "double precision"
-	case schema.Boolean:
-		return "boolean"
-	case schema.DateTime:
-		return "timestamptz(3)"
-	case schema.JSON:
-		return "jsonb"
-	case schema.Bytes:
-		return "bytea"
-	case schema.Decimal:
-		return "numeric"
-	}
-	return "text" // String and enums
-}
-
-func (postgres) timestampType() string { return "timestamptz(3)" }
-func (postgres) sortedText() string    { return `text COLLATE "C"` }
-func (postgres) jsonType() string      { return "jsonb" }
-func (postgres) skipLocked() string    { return " FOR UPDATE SKIP LOCKED" }
-
-func (postgres) literal(c Column, now time.Time) string {
-	if isNow(c) {
-		return "now()"
-	}
-	return jsonLiteral(c, "TRUE", "FALSE", func(b []byte) string { return `'\x` + hex.EncodeToString(b) + "'::bytea" })
-}
-
-func (postgres) encode(typ string, v any) any {
-	switch x := v.(type) {
-	case json.RawMessage:
-		return string(x)
-	case []any:
-		return encodeList(typ, x)
-	}
-	return v
-}
-
-func (postgres) selectExpr(q string, c Column) string {
-	if c.List || c.Type == schema.JSON || c.Type == schema.Decimal {
-		return q + "::text"
-	}
-	return q
-}
-
-func (postgres) addColumnFK() bool { return true }
-
-type sqlite struct{}
-
-func (sqlite) name() string { return "sqlite" }
-
-func (sqlite) columnType(c Column) string {
-	if c.List {
-		return "TEXT"
-	}
-	switch c.Type {
-	case schema.Int, schema.BigInt, schema.Boolean:
-		return "INTEGER"
-	case schema.Float:
-		return "REAL"
-	case schema.Bytes:
-		return "BLOB"
-	}
-	return "TEXT" // String, enums, DateTime (ISO-8601 UTC text), Json, Decimal
-}
-
-func (sqlite) timestampType() string { return "TEXT" }
-func (sqlite) sortedText() string    { return "TEXT" }
-func (sqlite) jsonType() string      { return "TEXT" }
-func (sqlite) skipLocked() string    { return "" }
-
-// literal: SQLite's ADD COLUMN takes only constant defaults, so now() is
-// the time of the migration.
-func (sqlite) literal(c Column, now time.Time) string {
-	if isNow(c) {
-		return "'" + now.UTC().Format(isoMillis) + "'"
-	}
-	return jsonLiteral(c, "1", "0", func(b []byte) string { return "X'" + hex.EncodeToString(b) + "'" })
-}
-
-func (sqlite) encode(typ string, v any) any {
-	switch x := v.(type) {
-	case time.Time:
-		return x.UTC().Format(isoMillis)
-	case json.RawMessage:
-		return string(x)
-	case []any:
-		return encodeList(typ, x)
-	}
-	return v
-}
-
-// selectExpr reads Bytes as hex text: the driver returns an empty BLOB as
-// nil, which would make it indistinguishable from NULL.
-func (sqlite) selectExpr(q string, c Column) string {
-	if c.Type == schema.Bytes && !c.List {
-		return "CASE WHEN " + q + " IS NULL THEN NULL ELSE hex(" + q + ") END"
-	}
-	return q
-}
-
-func (sqlite) addColumnFK() bool { return true }
 
 // isNow reports whether a column's default is now(). Only a DateTime
 // default can be: for a String, "now()" is a literal.
@@ -245,11 +193,11 @@ type recordScanner struct {
 	scopes []sql.NullString
 }
 
-func newRecordScanner(d dialect, cols []Column, scopeCols int) *recordScanner {
+func newRecordScanner(d backend, cols []Column, scopeCols int) *recordScanner {
 	r := &recordScanner{cols: cols, dest: make([]any, len(cols), len(cols)+scopeCols),
 		decode: make([]func() (any, error), len(cols)), scopes: make([]sql.NullString, scopeCols)}
 	for i, c := range cols {
-		r.dest[i], r.decode[i] = scanTarget(d, c)
+		r.dest[i], r.decode[i] = d.scanTarget(c)
 	}
 	for i := range r.scopes {
 		r.dest = append(r.dest, &r.scopes[i])
@@ -281,9 +229,10 @@ func (r *recordScanner) readScopes() []string {
 	return out
 }
 
-// scanTarget returns a destination for one column and a function that turns
-// the scanned value into a record value.
-func scanTarget(d dialect, c Column) (any, func() (any, error)) {
+// scanValue returns a Scan destination for one column and a function that
+// turns the scanned value into a record value, for the types both
+// databases return alike (see backend.scanTarget).
+func scanValue(c Column) (any, func() (any, error)) {
 	if c.List {
 		var s sql.NullString
 		return &s, func() (any, error) {
@@ -303,43 +252,6 @@ func scanTarget(d dialect, c Column) (any, func() (any, error)) {
 	case schema.Boolean:
 		var n sql.NullBool
 		return &n, func() (any, error) { return nullable(n.Valid, n.Bool), nil }
-	case schema.Bytes:
-		if d.name() == "sqlite" {
-			var s sql.NullString
-			return &s, func() (any, error) {
-				if !s.Valid {
-					return nil, nil
-				}
-				b, err := hex.DecodeString(s.String)
-				if err != nil {
-					return nil, fmt.Errorf("column %s: stored Bytes: %w", c.Name, err)
-				}
-				return b, nil
-			}
-		}
-		var b []byte
-		return &b, func() (any, error) {
-			if b == nil {
-				return nil, nil
-			}
-			return append([]byte{}, b...), nil
-		}
-	case schema.DateTime:
-		if d.name() == "postgres" {
-			var t sql.NullTime
-			return &t, func() (any, error) { return nullable(t.Valid, t.Time.UTC()), nil }
-		}
-		var s sql.NullString
-		return &s, func() (any, error) {
-			if !s.Valid {
-				return nil, nil
-			}
-			t, err := time.Parse(time.RFC3339Nano, s.String)
-			if err != nil {
-				return nil, fmt.Errorf("column %s: stored DateTime %q: %w", c.Name, s.String, err)
-			}
-			return t.UTC(), nil
-		}
 	case schema.JSON:
 		var s sql.NullString
 		return &s, func() (any, error) {
@@ -411,3 +323,26 @@ func decodeList(typ, s string) (any, error) {
 
 // quote quotes an SQL identifier.
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// cursorArrays are the scopes of after, sorted, and their cursors.
+func cursorArrays(after map[string]string) (scopes, afters []string) {
+	scopes = make([]string, 0, len(after))
+	for sc := range after {
+		scopes = append(scopes, sc)
+	}
+	slices.Sort(scopes)
+	afters = make([]string, len(scopes))
+	for i, sc := range scopes {
+		afters[i] = after[sc]
+	}
+	return scopes, afters
+}
