@@ -26,7 +26,7 @@ func (s *server) getBody(t *testing.T, url string) (int, string) {
 // the admin listener when it is not asked for.
 func TestServeAdmin(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := dbEnv(t, db)
 		srv := startServe(t, e, "--data", t.TempDir(), "--admin-addr", "127.0.0.1:0")
 		line := logLine(srv.stderr.String(), "admin serving")

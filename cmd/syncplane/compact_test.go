@@ -18,7 +18,7 @@ import (
 // tombstones past the tenant's tombstoneRetention, and says what it
 // removed; a second run removes nothing.
 func TestCompact(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		root, data := t.TempDir(), t.TempDir()
 		writeTenant(t, root, "acme", "  hs256SecretFile: secret\ntombstoneRetention: 1h\n")
 		e := dbEnv(t, db).with("SYNCPLANE_TENANTS_DIR", root)

@@ -242,7 +242,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // poll last longer than the read and write timeouts of ordinary requests.
 func TestServeLongResponsesOutliveWriteTimeout(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := dbEnv(t, db)
 		data := t.TempDir()
 		srv := startServe(t, e, "--data", data, "--write-timeout", "500ms", "--read-timeout", "500ms", "--read-header-timeout", "500ms")

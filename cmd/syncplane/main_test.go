@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/syncplane/syncplane/core/auth"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // serve starts goroutines (the HTTP server, the SIGHUP watcher); none may
@@ -30,25 +30,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const secret = "acme-secret-0123456789abcdef0123456789" // ≥ 32 bytes
-
-// lockedBuffer is a bytes.Buffer that a running command writes while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // env is a fake environment.
 type env map[string]string
@@ -76,16 +57,6 @@ func dbEnv(t *testing.T, db storetest.DB) env {
 	return env{}
 }
 
-func forEachDB(t *testing.T, f func(t *testing.T, db storetest.DB)) {
-	t.Helper()
-	for _, db := range storetest.Databases(t) {
-		t.Run("db="+db.Name, func(t *testing.T) {
-			t.Parallel()
-			f(t, db)
-		})
-	}
-}
-
 // runCmd runs a command to completion and returns its stdout and stderr.
 func runCmd(t *testing.T, e env, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
@@ -98,7 +69,7 @@ func runCmd(t *testing.T, e env, args ...string) (stdout, stderr string, err err
 type server struct {
 	url    string
 	client *http.Client
-	stderr *lockedBuffer
+	stderr *testkit.LockedBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -109,7 +80,7 @@ type server struct {
 func startServe(t *testing.T, e env, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{stderr: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	s := &server{stderr: &testkit.LockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	s.client = &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	args = append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)
 	go func() { s.done <- run(ctx, args, e.get, io.Discard, s.stderr) }()
@@ -252,7 +223,7 @@ func lastLine(s string) string {
 // token`, push and pull a record over HTTP, shut down gracefully.
 func TestServeDemo(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := dbEnv(t, db)
 		data := filepath.Join(t.TempDir(), "data")
 		srv := startServe(t, e, "--data", data)
@@ -326,7 +297,7 @@ func writeTenant(t *testing.T, root, id, extra string) string {
 // is logged and answers 404.
 func TestServeTenantsDir(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := dbEnv(t, db)
 		root := t.TempDir()
 		writeTenant(t, root, "acme", "")
@@ -388,7 +359,7 @@ func TestServeErrors(t *testing.T) {
 
 func TestMigrate(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := dbEnv(t, db)
 		t.Run("tenants=demo", func(t *testing.T) {
 			data := t.TempDir()

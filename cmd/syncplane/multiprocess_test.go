@@ -23,6 +23,7 @@ import (
 	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/storetest"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // buildSyncplane builds this command into a temporary directory, so that
@@ -56,7 +57,7 @@ func procEnv(kv ...string) []string {
 type proc struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *lockedBuffer
+	stderr *testkit.LockedBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // what Wait returned, once done is closed
 }
@@ -65,7 +66,7 @@ type proc struct {
 // for it to serve. The process is killed when the test ends.
 func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{stderr: &testkit.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 	p.cmd.Env = env
 	p.cmd.Stdout = io.Discard
@@ -136,26 +137,6 @@ func mintToken(t *testing.T, bin, data, sub string) string {
 		t.Fatalf("syncplane token: %v", err)
 	}
 	return lastLine(string(out))
-}
-
-// outboxEvent builds an OutboxEvent as the prisma-idb client sends it.
-func outboxEvent(id, model, op string, payload any) map[string]any {
-	return map[string]any{"id": id, "entityType": model, "operation": op, "payload": payload,
-		"createdAt": ts, "tries": 0, "lastError": nil, "synced": false,
-		"syncedAt": nil, "retryable": true, "lastAttemptedAt": nil}
-}
-
-func userPayload(id string) map[string]any {
-	return map[string]any{"id": id, "name": "User " + id, "email": id + "@example.com", "emailVerified": false,
-		"image": nil, "createdAt": ts, "updatedAt": ts, "isAnonymous": nil}
-}
-
-func boardPayload(id, userID, name string) map[string]any {
-	return map[string]any{"id": id, "name": name, "createdAt": ts, "userId": userID}
-}
-
-func todoPayload(id, boardID, title string) map[string]any {
-	return map[string]any{"id": id, "title": title, "description": nil, "isCompleted": false, "createdAt": ts, "boardId": boardID}
 }
 
 // pushBatch posts a batch; an error means no (usable) answer.
@@ -288,12 +269,12 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 				id := fmt.Sprintf("mp-%d-%d-%d", c, b, j)
 				switch {
 				case b == 0 && j == 0:
-					evs = append(evs, outboxEvent(id, "User", "create", userPayload(sub)))
+					evs = append(evs, testkit.OutboxEvent(id, "User", "create", testkit.User(sub)))
 				case b == 0:
-					evs = append(evs, outboxEvent(id, "Board", "create", boardPayload(fmt.Sprintf("b-%d-%d", c, j), sub, fmt.Sprintf("board %d", j))))
+					evs = append(evs, testkit.OutboxEvent(id, "Board", "create", testkit.Board(fmt.Sprintf("b-%d-%d", c, j), sub, fmt.Sprintf("board %d", j))))
 				default:
 					board := fmt.Sprintf("b-%d-%d", c, 1+(b*batch+j)%nBoards)
-					evs = append(evs, outboxEvent(id, "Todo", "create", todoPayload(fmt.Sprintf("t-%d-%d-%d", c, b, j), board, "todo")))
+					evs = append(evs, testkit.OutboxEvent(id, "Todo", "create", testkit.Todo(fmt.Sprintf("t-%d-%d-%d", c, b, j), board, "todo")))
 				}
 			}
 			batches[c] = append(batches[c], evs)
@@ -459,12 +440,12 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 	p.ready(t, client)
 
-	evs := []map[string]any{outboxEvent("gs-0", "User", "create", userPayload("gs-u"))}
+	evs := []map[string]any{testkit.OutboxEvent("gs-0", "User", "create", testkit.User("gs-u"))}
 	for j := 1; j < 100; j++ {
 		if j < 10 {
-			evs = append(evs, outboxEvent(fmt.Sprintf("gs-%d", j), "Board", "create", boardPayload(fmt.Sprintf("gs-b%d", j), "gs-u", "board")))
+			evs = append(evs, testkit.OutboxEvent(fmt.Sprintf("gs-%d", j), "Board", "create", testkit.Board(fmt.Sprintf("gs-b%d", j), "gs-u", "board")))
 		} else {
-			evs = append(evs, outboxEvent(fmt.Sprintf("gs-%d", j), "Todo", "create", todoPayload(fmt.Sprintf("gs-t%d", j), fmt.Sprintf("gs-b%d", 1+j%9), "todo")))
+			evs = append(evs, testkit.OutboxEvent(fmt.Sprintf("gs-%d", j), "Todo", "create", testkit.Todo(fmt.Sprintf("gs-t%d", j), fmt.Sprintf("gs-b%d", 1+j%9), "todo")))
 		}
 	}
 	// SIGTERM must arrive while the server is handling the push. The request

@@ -68,7 +68,7 @@ func (r *reader) drain(t *testing.T, e *env, sub string, limit int) {
 // the writer all along) converge to the same state.
 func TestCompactedFirstPull(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		const sub, boards, changes = "cfp", 100, 20
 		ok(t, e.push(t, "acme", sub, ev("", "User", "create", user(sub))))
@@ -133,7 +133,7 @@ func TestCompactedFirstPull(t *testing.T) {
 // writes nothing: no entry, and the record keeps the later state.
 func TestReplaySupersededEvent(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		const sub = "rse"
 		ok(t, e.push(t, "acme", sub, ev("", "User", "create", user(sub))))

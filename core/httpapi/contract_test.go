@@ -21,7 +21,7 @@ import (
 // TestStatusCodes covers every status code of push and pull, on each database.
 func TestStatusCodes(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		good := token(t, "acme", "sc-u")
 		expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "sc-u", "iss": "https://acme.example", "aud": "syncplane",
@@ -119,7 +119,7 @@ func withField(m map[string]any, k string, v any) map[string]any {
 // 503, and nothing is half-written.
 func TestStorageUnavailable(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "down-u", ev("", "User", "create", user("down-u"))))
 		must(t, e.st.Close())
@@ -167,7 +167,7 @@ func TestInternalErrorLeaksNothing(t *testing.T) {
 // that apply, so one event's failure never blocks another.
 func TestErrorTypes(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "et-u", ev("", "User", "create", user("et-u")), ev("", "Board", "create", board("et-b", "et-u", "mine"))))
 		ok(t, e.push(t, "acme", "et-v", ev("", "User", "create", user("et-v")), ev("", "Board", "create", board("et-vb", "et-v", "theirs"))))
@@ -249,7 +249,7 @@ func TestErrorTypes(t *testing.T) {
 // materialization and the root model rules.
 func TestSemantics(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		t.Run("case=idempotent-replay", func(t *testing.T) {
 			t.Parallel()

@@ -23,6 +23,7 @@ import (
 	"github.com/syncplane/syncplane/core/store"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // secrets of the test tenants (HS256 needs at least 32 bytes).
@@ -35,10 +36,6 @@ var secrets = map[string]string{
 	"pidb":    "pidb-secret-0123456789abcdef01234567890",
 	"audit":   "audit-secret-0123456789abcdef0123456789",
 }
-
-// kanbanSchema is the demo tenant's schema folder, as a prisma-idb app
-// keeps it (prisma/schema.prisma, prisma/models/*.prisma).
-const kanbanSchema = "../tenant/demo/prisma"
 
 // env is a running server over real HTTP with tenants on one database.
 type env struct {
@@ -59,7 +56,7 @@ func writeTenant(t testing.TB, root, id, extra string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS(kanbanSchema)))
+	must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS(testkit.KanbanDir(t))))
 	must(t, os.WriteFile(filepath.Join(dir, "secret"), []byte(secrets[id]+"\n"), 0o600))
 	manifest := fmt.Sprintf("id: %s\nschema: prisma\nauth:\n  hs256SecretFile: secret\n  issuer: https://%s.example\n  audience: syncplane\n%s", id, id, extra)
 	must(t, os.WriteFile(filepath.Join(dir, tenant.ManifestFile), []byte(manifest), 0o644))
@@ -144,24 +141,15 @@ func ev(id, model, op string, payload any) map[string]any {
 	if id == "" {
 		id = fmt.Sprintf("evt-%d-%d", time.Now().UnixNano(), evSeq.Add(1))
 	}
-	return map[string]any{"id": id, "entityType": model, "operation": op, "payload": payload,
-		"createdAt": "2026-11-25T10:00:00.000Z", "tries": 0, "lastError": nil, "synced": false,
-		"syncedAt": nil, "retryable": true, "lastAttemptedAt": nil}
+	return testkit.OutboxEvent(id, model, op, payload)
 }
 
-const ts = "2026-11-25T10:00:00.000Z"
+const ts = testkit.KanbanTime
 
-func user(id string) map[string]any {
-	return map[string]any{"id": id, "name": "User " + id, "email": id + "@example.com", "emailVerified": false,
-		"image": nil, "createdAt": ts, "updatedAt": ts, "isAnonymous": nil}
-}
-
-func board(id, userID, name string) map[string]any {
-	return map[string]any{"id": id, "name": name, "createdAt": ts, "userId": userID}
-}
-
+func user(id string) map[string]any                { return testkit.User(id) }
+func board(id, userID, name string) map[string]any { return testkit.Board(id, userID, name) }
 func todo(id, boardID, title string) map[string]any {
-	return map[string]any{"id": id, "title": title, "description": nil, "isCompleted": false, "createdAt": ts, "boardId": boardID}
+	return testkit.Todo(id, boardID, title)
 }
 
 // pushOK pushes events and returns the results, failing on a non-200.
@@ -249,15 +237,6 @@ func recordOf(t testing.TB, l pull.LogWithRecord) map[string]any {
 	var m map[string]any
 	must(t, json.Unmarshal(l.Record, &m))
 	return m
-}
-
-func forEachDB(t *testing.T, f func(t *testing.T, db storetest.DB)) {
-	for _, db := range storetest.Databases(t) {
-		t.Run("db="+db.Name, func(t *testing.T) {
-			t.Parallel()
-			f(t, db)
-		})
-	}
 }
 
 var _ = strings.Contains

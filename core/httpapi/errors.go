@@ -8,7 +8,7 @@ import (
 
 	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/push"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // apiError is an error with its HTTP status and public message.
@@ -48,7 +48,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		ae = errorf(http.StatusForbidden, err.Error())
 	case errors.Is(err, pull.ErrGone):
 		ae = errorf(http.StatusGone, err.Error())
-	case errors.Is(err, store.ErrTenantMissing):
+	case errors.Is(err, syncdata.ErrTenantMissing):
 		// Not the database as a whole: this tenant's tables were dropped
 		// under the running server. An operator has to act (a restart, a
 		// reload of the tenant or `syncplane migrate` creates them); the
@@ -56,7 +56,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		s.log.Error("tenant storage missing", "request_id", c.GetString(requestIDKey), "path", c.Request.URL.Path, "err", err)
 		c.Header("Retry-After", "30")
 		ae = errorf(http.StatusServiceUnavailable, "this tenant's storage is unavailable, retry later")
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, syncdata.ErrUnavailable):
 		s.log.Warn("storage unavailable", "request_id", c.GetString(requestIDKey), "err", err)
 		c.Header("Retry-After", "5")
 		ae = errorf(http.StatusServiceUnavailable, "storage unavailable, retry later")

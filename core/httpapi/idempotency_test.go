@@ -30,7 +30,7 @@ func changelogIDs(t *testing.T, res []push.Result) map[string]string {
 // changelog entry; a replay answers each subject its own changelog ids and
 // writes nothing; no answer to v carries one of u's changelog ids.
 func TestIdempotencyPerSubject(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		first := map[string]map[string]string{}
 		for _, sub := range []string{"u", "v"} {
@@ -96,7 +96,7 @@ func TestIdempotencyPerSubject(t *testing.T) {
 // owns their scope, so u's replays still answer their original changelog
 // ids, and v can then use the same ids for events of its own.
 func TestIdempotencyMigration(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		old := changelogIDs(t, e.push(t, "acme", "u",
 			ev("old-user", "User", "create", user("u")),
@@ -191,7 +191,7 @@ func downgradeToOldLayout(t *testing.T, e *env, tenantID string) {
 // has its history marked for the online compaction (store's
 // TestCompactionAfterUpgrade runs it).
 func TestCompactionUpgrade(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "cu", ev("", "User", "create", user("cu")), ev("", "Board", "create", board("cu-b", "cu", "v1"))))
 		ctx := context.Background()

@@ -24,6 +24,7 @@ import (
 	"github.com/syncplane/syncplane/core/httpapi"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // TestPublicKeyTenants: tenants that verify RS256, ES256 and EdDSA tokens
@@ -40,7 +41,7 @@ func TestPublicKeyTenants(t *testing.T) {
 	writeKeyTenant := func(id, authYAML string, files map[string][]byte) {
 		dir := filepath.Join(root, id)
 		must(t, os.MkdirAll(dir, 0o755))
-		must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS(kanbanSchema)))
+		must(t, os.CopyFS(filepath.Join(dir, "prisma"), os.DirFS(testkit.KanbanDir(t))))
 		for name, b := range files {
 			must(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 		}

@@ -34,7 +34,7 @@ func decodeError(t testing.TB, b []byte) errorBody {
 // writes nothing (issue 9, finding 2: it used to answer 51 MB).
 func TestPushBoundedDecoding(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		url := e.url + "/v1/tenants/acme/push"
 		tok := token(t, "acme", "dec")
@@ -83,7 +83,7 @@ func TestPushBoundedDecoding(t *testing.T) {
 // and nothing of the batch is written (issue 9, finding 8).
 func TestPushNULEventID(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "nulid", ev("", "User", "create", user("nulid"))))
 		body := map[string]any{"events": []any{
@@ -106,7 +106,7 @@ func TestPushNULEventID(t *testing.T) {
 // with 401 on push and pull alike; it used to make every pull 500.
 func TestTokenSubjectNUL(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		tok := token(t, "acme", "u\x00nul")
 		for path, body := range map[string]any{

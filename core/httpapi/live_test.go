@@ -174,7 +174,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func TestEventsPokeAfterCommitThroughAnotherServer(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		watch, commit := e.pair(t, db)
 		u1 := openEvents(t, watch.url, "acme", "u1")
@@ -272,7 +272,7 @@ type pullResult struct {
 
 func TestLongPoll(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		watch, commit := e.pair(t, db)
 		// The watching server has heard the setup commit before the polls

@@ -14,7 +14,7 @@ import (
 // changelog id must be seen exactly once, in increasing order.
 func TestNoSkipUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		servers := []string{e.url, e.start(t)} // two server processes, one database
 		// Three rounds, each in a fresh scope: a broken id allocation (ids

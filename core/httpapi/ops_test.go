@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/syncplane/syncplane/core/store"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 func get(t testing.TB, url string) (int, []byte) {
@@ -45,7 +45,7 @@ func get(t testing.TB, url string) (int, []byte) {
 // TestReadyz: ready while the database answers, 503 once it is closed.
 func TestReadyz(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		if code, b := get(t, e.url+"/readyz"); code != http.StatusOK || string(b) != `{"status":"ready"}` {
 			t.Fatalf("GET /readyz: %d %s", code, b)
@@ -66,12 +66,12 @@ func TestReadyz(t *testing.T) {
 // TestReadyzMigrations: a database without the platform migrations is not ready.
 func TestReadyzMigrations(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		ctx := context.Background()
 		st, err := store.Open(ctx, db.URL(t), t.TempDir())
 		must(t, err)
 		t.Cleanup(func() { st.Close() })
-		var logs syncBuffer
+		var logs testkit.LockedBuffer
 		srv := httptest.NewServer(httpapi.New(tenant.NewRegistry(), slog.New(slog.NewJSONHandler(&logs, nil)), httpapi.WithReady(st.Ready)))
 		t.Cleanup(srv.Close)
 		// The answer is generic; the log has the cause.
@@ -143,7 +143,7 @@ func value(t testing.TB, mfs map[string]*dto.MetricFamily, name string, labels m
 // unknown tenant adds no tenant label value.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		res := e.push(t, "acme", "m1",
 			ev("", "User", "create", user("m1")),
@@ -205,24 +205,6 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	})
-}
-
-// syncBuffer is a strings.Builder that a server writes while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestMetricsOffThePublicRouter: WithPublicMetrics(false) leaves GET
@@ -313,7 +295,7 @@ func pluginPids(t testing.TB, path string) []int {
 // disconnects) and pokes.
 func TestMetricsPluginAndStreams(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		metered := metered(db.Name)
 		// A copy of the plugin of its own, so that its process can be found.
 		bin := filepath.Join(t.TempDir(), "validator")

@@ -26,7 +26,7 @@ import (
 // delete entry even when the board's cascade already removed its row.
 func TestCascadeDeleteInAnyOrder(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		for name, boardFirst := range map[string]bool{"board-first": true, "todos-first": false} {
 			t.Run("order="+name, func(t *testing.T) {
@@ -71,7 +71,7 @@ func TestCascadeDeleteInAnyOrder(t *testing.T) {
 // dependency order, in one round.
 func TestChildrenBeforeParents(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		res := e.push(t, "acme", "cbp",
 			ev("", "Todo", "create", todo("cbp-t1", "cbp-b", "first")),
@@ -121,7 +121,7 @@ func TestChildrenBeforeParents(t *testing.T) {
 // for ever.
 func TestMissingParentRetryability(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "mp", ev("", "User", "create", user("mp")), ev("", "Board", "create", board("mp-b", "mp", "b"))))
 		// Device A deletes the board.
@@ -194,7 +194,7 @@ func TestMissingParentRetryability(t *testing.T) {
 // its boards find their user and its device pulls the user.
 func TestRootFromToken(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		signed := func(sub string, claims map[string]any) string {
 			tok, err := auth.SignHS256([]byte(secrets["signin"]), auth.SignClaims{Subject: sub, Issuer: "https://signin.example",
@@ -335,7 +335,7 @@ func TestCORS(t *testing.T) {
 // the service subject can touch nothing else.
 func TestServiceSubjectCreatesRoots(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		dir := filepath.Join(e.dir, "svc")
 		writeTenant(t, e.dir, "svc", "policy: policy.csv\n")
@@ -365,7 +365,7 @@ func TestServiceSubjectCreatesRoots(t *testing.T) {
 // loads and syncs; the bookkeeping and excluded models are not synced.
 func TestAppSchemaFolderAsIs(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		dir := filepath.Join(e.dir, "pidb")
 		must(t, os.MkdirAll(dir, 0o755))
@@ -392,7 +392,7 @@ func TestAppSchemaFolderAsIs(t *testing.T) {
 // UNKNOWN_ERROR that would keep a prisma-idb client from pulling.
 func TestNULIsRefusedForGood(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newEnv(t, db)
 		ok(t, e.push(t, "acme", "nul", ev("", "User", "create", user("nul")), ev("", "Board", "create", board("nul-b", "nul", "b"))))
 		cases := map[string]struct {

@@ -57,7 +57,7 @@ func pullPage(t testing.TB, url, tenantID, tok string, req map[string]any) (pull
 // state.
 func TestPullPageBytes(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		url := betaServer(t, db, "")
 		const sub = "big-name"
 		tok := token(t, "beta", sub)
@@ -120,7 +120,7 @@ func TestPullPageBytes(t *testing.T) {
 // of distinct records, and an entry larger than the budget still comes, alone.
 func TestPullPageBytesManifest(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		const budget = 64 << 10
 		url := betaServer(t, db, fmt.Sprintf("limits:\n  pullPageBytes: %d\n", budget))
 		const sub = "budgeted"
@@ -187,7 +187,7 @@ func manyTeams(t testing.TB, e *teamsEnv, n int) []string {
 // an old-style cursor (a position per scope) still works.
 func TestUnionPullManyScopes(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		teams := manyTeams(t, e, 600)
 		fan := teamsToken(t, "fan", nil) // viewer of every fan-* team

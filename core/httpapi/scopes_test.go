@@ -186,7 +186,7 @@ func replica(logs []pull.LogWithRecord) map[string]bool {
 
 func TestSharedScopes(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		carol, alice, bob, erin := teamsToken(t, "carol", nil), teamsToken(t, "alice", nil), teamsToken(t, "bob", nil), teamsToken(t, "erin", nil)
 		ok(t, e.push(t, carol, ev("", "Team", "create", team("team-42")), ev("", "Project", "create", project("p1", "team-42")),
@@ -248,7 +248,7 @@ func TestSharedScopes(t *testing.T) {
 // read from its beginning through the same cursor, without repeats.
 func TestUnionPullGainsScope(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		carol := teamsToken(t, "carol", nil)
 		ok(t, e.push(t, carol, ev("", "Team", "create", team("team-42")), ev("", "Project", "create", project("g1", "team-42"))))
@@ -284,7 +284,7 @@ func TestUnionPullGainsScope(t *testing.T) {
 // team-7 leaves team-42's readers without it and gives it to team-7's.
 func TestMoveBetweenScopes(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		carol, alice := teamsToken(t, "carol", nil), teamsToken(t, "alice", nil)
 		ok(t, e.push(t, carol, ev("", "Team", "create", team("team-42")), ev("", "Team", "create", team("team-7")),
@@ -359,7 +359,7 @@ func TestMoveBetweenScopes(t *testing.T) {
 // with one cursor: every acknowledged entry is seen exactly once.
 func TestUnionPullConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		servers := []string{e.url, e.start(t)}
 		carol := teamsToken(t, "carol", nil)
@@ -374,7 +374,7 @@ func TestUnionPullConcurrentWriters(t *testing.T) {
 // spread their tasks over the scopes while the reader follows.
 func TestUnionPullManyScopesConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		servers := []string{e.url, e.start(t)}
 		teams := manyTeams(t, e, 600)
@@ -483,7 +483,7 @@ func unionStress(t *testing.T, servers []string, writer, reader string, parents 
 // are skipped without ever handing the client an empty page before the end.
 func TestPullPassesOverHiddenModels(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := newTeamsEnv(t, db)
 		carol := teamsToken(t, "carol", nil)
 		events := []map[string]any{ev("", "Team", "create", team("team-42"))}

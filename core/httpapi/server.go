@@ -23,7 +23,7 @@ import (
 	"github.com/syncplane/syncplane/core/live"
 	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/push"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 	"github.com/syncplane/syncplane/core/tenant"
 )
 
@@ -169,7 +169,7 @@ func (s *Server) readyz(c *gin.Context) {
 		if err := s.ready(ctx); err != nil {
 			s.log.Warn("not ready", "request_id", c.GetString(requestIDKey), "err", err)
 			msg := "not ready"
-			if errors.Is(err, store.ErrUnavailable) {
+			if errors.Is(err, syncdata.ErrUnavailable) {
 				msg = "not ready: storage unavailable"
 			}
 			c.AbortWithStatusJSON(http.StatusServiceUnavailable, body{Error: msg})

@@ -28,7 +28,7 @@ func auditEnv(t *testing.T, db storetest.DB) *env {
 // cursor past them and an empty cursor go on; a fresh pull reads the live
 // records and no tombstone.
 func TestTombstoneRetention(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := auditEnv(t, db)
 		ok(t, e.push(t, "audit", "u1", ev("", "User", "create", user("u1")), ev("", "Board", "create", board("b1", "u1", "B")),
 			ev("", "Todo", "create", todo("t1", "b1", "one")), ev("", "Todo", "create", todo("t2", "b1", "two")),
@@ -89,7 +89,7 @@ func TestTombstoneRetention(t *testing.T) {
 // batches), with the subject and the record as written, while the sync
 // changelog stays compacted.
 func TestHistory(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		e := auditEnv(t, db)
 		ok(t, e.push(t, "audit", "u1", ev("e1", "User", "create", user("u1")), ev("e2", "Board", "create", board("b1", "u1", "B")),
 			ev("e3", "Todo", "create", todo("t1", "b1", "first")), ev("e4", "Todo", "update", todo("t1", "b1", "second"))))

@@ -83,7 +83,7 @@ func validatorEnv(t testing.TB, db storetest.DB, sum string) string {
 
 func TestValidatorPlugin(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		url := validatorEnv(t, db, "")
 		ok(t, pushTo(t, url, "acme", "vu1", ev("", "User", "create", user("vu1")), ev("", "Board", "create", board("vb1", "vu1", "Q4"))))
 		ok(t, pushTo(t, url, "acme", "vu2", ev("", "User", "create", user("vu2"))))

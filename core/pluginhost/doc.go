@@ -2,7 +2,8 @@
 // executable, supplied by the tenant, started and supervised through
 // hashicorp/go-plugin over gRPC (docs/validators.md). A Host is one
 // plugin process of one tenant in this server process; it implements
-// push.Validator.
+// push.Validator (core/tenant checks so) in the terms of core/syncdata
+// (ValidationEvent, Verdict), without importing push.
 //
 // # Life cycle
 //

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/syncdata"
 	"github.com/syncplane/syncplane/sdk/proto/validatorv1"
 )
 
@@ -134,8 +134,6 @@ type Host struct {
 	bg       sync.WaitGroup // starts and kills in progress
 }
 
-var _ push.Validator = (*Host)(nil)
-
 // New returns a Host of the plugin cfg describes; it starts nothing. reader
 // serves the plugin's reads (nil: the plugin gets no read service). log
 // gets the host's and the plugin's log lines (nil discards them).
@@ -160,9 +158,9 @@ func New(cfg Config, reader Reader, log *slog.Logger) *Host {
 
 // Validate asks the plugin for one verdict per event, in order. It starts
 // the plugin if needed. An error wraps ErrUnavailable.
-func (h *Host) Validate(ctx context.Context, subject string, events []push.ValidationEvent) ([]push.Verdict, error) {
+func (h *Host) Validate(ctx context.Context, subject string, events []syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
 	if len(events) == 0 {
-		return []push.Verdict{}, nil
+		return []syncdata.Verdict{}, nil
 	}
 	start := time.Now()
 	req := &validatorv1.ValidateRequest{
@@ -182,7 +180,7 @@ func (h *Host) Validate(ctx context.Context, subject string, events []push.Valid
 	}
 	scopes := batchScopes(events)
 
-	var verdicts []push.Verdict
+	var verdicts []syncdata.Verdict
 	outcome, err := h.call(ctx, func(ctx context.Context, inst *instance) error {
 		if id := h.serveReader(inst); id != 0 {
 			callID, end := h.calls.open(ctx, scopes)
@@ -196,13 +194,13 @@ func (h *Host) Validate(ctx context.Context, subject string, events []push.Valid
 		if n := len(res.GetVerdicts()); n != len(events) {
 			return fmt.Errorf("%w: %d verdicts for %d events", errGarbage, n, len(events))
 		}
-		verdicts = make([]push.Verdict, len(events))
+		verdicts = make([]syncdata.Verdict, len(events))
 		for i, v := range res.GetVerdicts() {
-			verdicts[i] = push.Verdict{Allow: v.GetAllow(), Message: v.GetMessage()}
+			verdicts[i] = syncdata.Verdict{Allow: v.GetAllow(), Message: v.GetMessage()}
 		}
 		return nil
 	})
-	if err == nil && slices.ContainsFunc(verdicts, func(v push.Verdict) bool { return !v.Allow }) {
+	if err == nil && slices.ContainsFunc(verdicts, func(v syncdata.Verdict) bool { return !v.Allow }) {
 		outcome = OutcomeRejected
 	}
 	h.stats.call(outcome, time.Since(start))
@@ -536,7 +534,7 @@ func backoff(n int) time.Duration {
 }
 
 // batchScopes returns the distinct non-empty scopes of events, sorted.
-func batchScopes(events []push.ValidationEvent) []string {
+func batchScopes(events []syncdata.ValidationEvent) []string {
 	var scopes []string
 	for _, ev := range events {
 		if ev.Scope != "" {

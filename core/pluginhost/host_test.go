@@ -23,7 +23,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // builtPlugin is the test plugin (testdata/plugin), built once by TestMain;
@@ -132,27 +133,9 @@ func (p *pluginFile) runs() int {
 	return bytes.Count(b, []byte("\n"))
 }
 
-// logBuffer collects the host's log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newHost(t *testing.T, p *pluginFile, cfg Config, r Reader) (*Host, *logBuffer) {
+func newHost(t *testing.T, p *pluginFile, cfg Config, r Reader) (*Host, *testkit.LockedBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.LockedBuffer{}
 	cfg.Tenant, cfg.Command, cfg.SHA256 = "acme", p.path, p.sum
 	h := New(cfg, r, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
@@ -164,39 +147,23 @@ func newHost(t *testing.T, p *pluginFile, cfg Config, r Reader) (*Host, *logBuff
 	return h, logs
 }
 
-func ev(model, payload string) push.ValidationEvent {
-	return push.ValidationEvent{ID: "e-" + model, Model: model, Operation: "create", Key: json.RawMessage(`["k"]`), Payload: json.RawMessage(payload), Scope: "user:u1"}
+func ev(model, payload string) syncdata.ValidationEvent {
+	return syncdata.ValidationEvent{ID: "e-" + model, Model: model, Operation: "create", Key: json.RawMessage(`["k"]`), Payload: json.RawMessage(payload), Scope: "user:u1"}
 }
 
-var okEvents = []push.ValidationEvent{ev("Board", `{"name":"a"}`)}
+var okEvents = []syncdata.ValidationEvent{ev("Board", `{"name":"a"}`)}
 
-func validate(h *Host, events ...push.ValidationEvent) ([]push.Verdict, error) {
+func validate(h *Host, events ...syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return h.Validate(ctx, "u1", events)
-}
-
-// eventually retries f until it succeeds or 5s pass.
-func eventually(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after 5s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // warmUp makes sure the plugin runs (a start may outlast a short timeout
 // on a loaded machine).
 func warmUp(t *testing.T, h *Host) {
 	t.Helper()
-	eventually(t, func() error {
+	testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 		_, err := validate(h, okEvents...)
 		return err
 	})
@@ -235,7 +202,7 @@ func TestAllowReject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []push.Verdict{{Allow: true}, {Allow: false, Message: "board name must not be empty"}, {Allow: true}}
+	want := []syncdata.Verdict{{Allow: true}, {Allow: false, Message: "board name must not be empty"}, {Allow: true}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("verdicts (-want +got):\n%s", diff)
 	}
@@ -277,7 +244,7 @@ func TestFailureTable(t *testing.T) {
 		// call is the failing call; nil: a normal one.
 		call func(t *testing.T, h *Host, p *pluginFile) error
 		// check runs after the failure.
-		check func(t *testing.T, h *Host, p *pluginFile, logs *logBuffer, err error)
+		check func(t *testing.T, h *Host, p *pluginFile, logs *testkit.LockedBuffer, err error)
 		// fix removes the cause; nil: nothing to remove.
 		fix func(t *testing.T, p *pluginFile)
 	}{{
@@ -287,7 +254,7 @@ func TestFailureTable(t *testing.T) {
 	}, {
 		name:  "wrong checksum",
 		setup: func(t *testing.T, p *pluginFile) { p.write(t, append(slices.Clone(builtPlugin), 0)) },
-		check: func(t *testing.T, h *Host, p *pluginFile, logs *logBuffer, err error) {
+		check: func(t *testing.T, h *Host, p *pluginFile, logs *testkit.LockedBuffer, err error) {
 			if !strings.Contains(err.Error(), "checksum mismatch") {
 				t.Errorf("err = %v, want a checksum mismatch", err)
 			}
@@ -323,7 +290,7 @@ func TestFailureTable(t *testing.T) {
 			_, err := validate(h, ev("Block", `{}`))
 			return err
 		},
-		check: func(t *testing.T, h *Host, p *pluginFile, logs *logBuffer, err error) {
+		check: func(t *testing.T, h *Host, p *pluginFile, logs *testkit.LockedBuffer, err error) {
 			// Within the backoff, calls fail fast without a start.
 			start := time.Now()
 			_, err = validate(h, okEvents...)
@@ -372,7 +339,7 @@ func TestFailureTable(t *testing.T) {
 			_, err := validate(h, ev("Wrong", `{}`), ev("Board", `{}`))
 			return err
 		},
-		check: func(t *testing.T, h *Host, p *pluginFile, logs *logBuffer, err error) {
+		check: func(t *testing.T, h *Host, p *pluginFile, logs *testkit.LockedBuffer, err error) {
 			if !strings.Contains(err.Error(), "3 verdicts for 2 events") {
 				t.Errorf("err = %v, want it to name the verdict count", err)
 			}
@@ -399,7 +366,7 @@ func TestFailureTable(t *testing.T) {
 			if tt.fix != nil {
 				tt.fix(t, p)
 			}
-			eventually(t, func() error {
+			testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 				got, err := validate(h, okEvents...)
 				if err != nil {
 					return err
@@ -498,7 +465,7 @@ func TestHostReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []push.Verdict{
+	want := []syncdata.Verdict{
 		{Allow: true, Message: records[0].json + "|" + records[2].json},
 		{Allow: true, Message: "2"},
 		{Allow: true},
@@ -571,7 +538,7 @@ func TestIdleStopAndLazyRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := h.pid()
-	eventually(t, func() error {
+	testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 		if !processGone(pid) || h.pid() != 0 {
 			return fmt.Errorf("process %d still there", pid)
 		}
@@ -597,7 +564,7 @@ func TestRecycleAfterTimeouts(t *testing.T) {
 			t.Fatalf("recycled after one timeout")
 		}
 	}
-	eventually(t, func() error {
+	testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 		if !processGone(pid) {
 			return fmt.Errorf("process %d still there after 2 timeouts", pid)
 		}
@@ -668,7 +635,7 @@ func TestPluginDiesWithHost(t *testing.T) {
 	if err != nil || pid <= 0 {
 		t.Fatalf("host process printed %q", out)
 	}
-	eventually(t, func() error {
+	testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 		if !processGone(pid) {
 			return fmt.Errorf("plugin %d outlived its host", pid)
 		}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // gather scrapes a collector of the tenants given into name{labels} → value
@@ -96,13 +98,13 @@ func TestMetrics(t *testing.T) {
 	if err := killGroup(pid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() error {
+	testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 		if !processGone(pid) {
 			return fmt.Errorf("process %d still there", pid)
 		}
 		return nil
 	})
-	eventually(t, func() error {
+	testkit.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
 		_, err := validate(h, okEvents...)
 		return err
 	})

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/syncplane/syncplane/core/changelog"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // Union cursors. A union pull's position is one changelog id per scope:
@@ -111,7 +111,7 @@ func decodeCursor(s string) (cursor, error) {
 // (store.Tenant implements it).
 type CursorStore interface {
 	SaveCursor(ctx context.Context, id string, positions []byte) error
-	// LoadCursor returns store.ErrNoCursor when nothing is stored under id.
+	// LoadCursor returns syncdata.ErrNoCursor when nothing is stored under id.
 	LoadCursor(ctx context.Context, id string) ([]byte, error)
 }
 
@@ -123,7 +123,7 @@ func (c cursor) load(ctx context.Context, st CursorStore) (cursor, error) {
 		return c, nil
 	}
 	b, err := st.LoadCursor(ctx, c.base)
-	if errors.Is(err, store.ErrNoCursor) {
+	if errors.Is(err, syncdata.ErrNoCursor) {
 		return c, &RequestError{Msg: fmt.Sprintf("cursor names positions %s that this server does not hold; pull again from the beginning, without lastChangelogId", c.base)}
 	}
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncplane/syncplane/core/changelog"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // memCursors keeps stored positions in memory and counts the saves.
@@ -33,7 +33,7 @@ func (m *memCursors) SaveCursor(_ context.Context, id string, positions []byte) 
 func (m *memCursors) LoadCursor(_ context.Context, id string) ([]byte, error) {
 	b, ok := m.rows[id]
 	if !ok {
-		return nil, store.ErrNoCursor
+		return nil, syncdata.ErrNoCursor
 	}
 	return b, nil
 }

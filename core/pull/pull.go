@@ -13,7 +13,7 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/jsonscan"
 	"github.com/syncplane/syncplane/core/schema"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // Store reads one tenant's changelog and records.
@@ -23,7 +23,7 @@ type Store interface {
 	// beginning), each with its record's current state and scopes the
 	// first time the page names that record (Repeat on later entries of the
 	// same record); fn returns false to stop reading.
-	ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*store.PageEntry) (bool, error)) error
+	ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error
 	// Horizons maps those of scopes whose expired tombstones were dropped
 	// to the newest id dropped there (nil when the tenant never drops
 	// any).
@@ -327,7 +327,7 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	// goes on until a page has something to show or the stream ends.
 	for {
 		n, stop := 0, false
-		err := s.store.ReadPage(ctx, after, limit, func(e *store.PageEntry) (bool, error) {
+		err := s.store.ReadPage(ctx, after, limit, func(e *syncdata.PageEntry) (bool, error) {
 			n++
 			ok, err := who.allow(s.authz, e.ScopeKey, e.Model)
 			if err != nil {
@@ -432,7 +432,7 @@ func (s *Service) checkHorizons(ctx context.Context, scopes []string, from map[s
 // encodedRecord is a record of a page: the entry that brought it until an
 // entry shows it, then its JSON ("null" when the reader may not see it).
 type encodedRecord struct {
-	entry *store.PageEntry
+	entry *syncdata.PageEntry
 	json  json.RawMessage
 }
 
@@ -500,7 +500,7 @@ func (s *Service) scopes(ctx context.Context, who *reader) ([]string, error) {
 // record is the JSON of e's record as the reader may see it: null when
 // the record is gone, its model is not synced, or none of the scopes it is
 // in now is one where the reader may pull its model.
-func (s *Service) record(who *reader, e *store.PageEntry) (json.RawMessage, error) {
+func (s *Service) record(who *reader, e *syncdata.PageEntry) (json.RawMessage, error) {
 	null := json.RawMessage("null")
 	if e.Record == nil {
 		return null, nil

@@ -14,7 +14,7 @@ import (
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // fakeStore is a push.Store made of funcs.
@@ -35,7 +35,7 @@ type fakeTx struct {
 	LockScopesFunc      func(ctx context.Context, scopes []string) (map[string]string, error)
 	UpsertFunc          func(ctx context.Context, model string, recs []schema.Record) error
 	DeleteFunc          func(ctx context.Context, model string, keys [][]any) error
-	AppendChangelogFunc func(ctx context.Context, entries []changelog.Entry, heads map[string]string, applied store.Applied) error
+	AppendChangelogFunc func(ctx context.Context, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error
 	CommitFunc          func() error
 	RollbackFunc        func() error
 }
@@ -54,7 +54,7 @@ func (tx *fakeTx) LastScopes(ctx context.Context, model string, keyPaths []strin
 func (tx *fakeTx) LockScopes(ctx context.Context, scopes []string) (map[string]string, error) {
 	return tx.LockScopesFunc(ctx, scopes)
 }
-func (tx *fakeTx) Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string, applied store.Applied) error {
+func (tx *fakeTx) Apply(ctx context.Context, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
 	for _, w := range writes {
 		var err error
 		if len(w.Delete) > 0 {
@@ -294,7 +294,7 @@ func (tx *memTx) upsert(_ context.Context, model string, recs []schema.Record) e
 			}
 			for k, other := range tx.rows(model) {
 				if k != key && scope.KeyJSON(fieldValues(other, u)) == scope.KeyJSON(vals) {
-					return &store.ConstraintError{Kind: "unique",
+					return &syncdata.ConstraintError{Kind: "unique",
 						Detail: fmt.Sprintf("Key (%s)=(%v) already exists.", strings.Join(u, ", "), vals)}
 				}
 			}
@@ -315,13 +315,13 @@ func (tx *memTx) delete(_ context.Context, model string, keys [][]any) error {
 	return nil
 }
 
-func (tx *memTx) appendChangelog(_ context.Context, entries []changelog.Entry, heads map[string]string, applied store.Applied) error {
+func (tx *memTx) appendChangelog(_ context.Context, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
 	tx.live("AppendChangelog")
 	tx.db.appends++
 	for _, a := range applied.Events {
 		k := ledgerKey{applied.Subject, a.EventID}
 		if _, dup := tx.db.applied[k]; dup {
-			return store.ErrDuplicateEvent
+			return syncdata.ErrDuplicateEvent
 		}
 		// An event names its own entry of this transaction, or one that
 		// a later entry of its record in its scope superseded and that was

@@ -2,11 +2,10 @@ package push
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // Store opens write transactions on one tenant's storage and reads its
@@ -42,8 +41,8 @@ type Tx interface {
 	// entry superseded in the batch and never written) and moves
 	// the locked scope heads to the given last ids. An applied event that
 	// another transaction recorded meanwhile fails it with
-	// store.ErrDuplicateEvent.
-	Apply(ctx context.Context, writes []store.Write, entries []changelog.Entry, heads map[string]string, applied store.Applied) error
+	// syncdata.ErrDuplicateEvent.
+	Apply(ctx context.Context, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error
 	Commit() error
 	Rollback() error
 }
@@ -60,21 +59,5 @@ type Authorizer interface {
 // could not decide (down, crashed, past its deadline, garbage answer): the
 // events then fail closed with a retryable VALIDATOR_UNAVAILABLE.
 type Validator interface {
-	Validate(ctx context.Context, subject string, events []ValidationEvent) ([]Verdict, error)
-}
-
-// ValidationEvent is one event as a validator sees it.
-type ValidationEvent struct {
-	ID        string          // the client's outbox event id
-	Model     string          //
-	Operation string          // create, update, delete
-	Key       json.RawMessage // JSON array of the primary key values
-	Payload   json.RawMessage // the validated record (for a delete, the stored record or the payload sent)
-	Scope     string          // the scope the event resolved to
-}
-
-// Verdict is a validator's answer for one event.
-type Verdict struct {
-	Allow   bool
-	Message string // why not, when Allow is false
+	Validate(ctx context.Context, subject string, events []syncdata.ValidationEvent) ([]syncdata.Verdict, error)
 }

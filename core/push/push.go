@@ -11,7 +11,7 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // Error types of a PushResult.
@@ -127,7 +127,7 @@ type verdicts map[int]verdict
 // batch's transaction fails. docs/architecture.md walks through them.
 //
 // The error is non-nil only when storage is unavailable
-// (store.ErrUnavailable), the Authorizer fails or the context ends; then
+// (syncdata.ErrUnavailable), the Authorizer fails or the context ends; then
 // no results are returned, and events already committed one by one (if
 // any) are reported as applied with their original changelog ids when
 // sent again.
@@ -297,14 +297,14 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 }
 
 // applyRetrying is apply, run once more when its transaction lost its
-// connection or a serialization conflict (store.ErrTransient): a pooled
+// connection or a serialization conflict (syncdata.ErrTransient): a pooled
 // connection that a database restart or failover broke is replaced, and
 // the request succeeds instead of failing with 503. Nothing of the lost
 // transaction was committed (and if its COMMIT went through before the
 // connection broke, the second run finds its events applied).
 func (s *Service) applyRetrying(ctx context.Context, who *caller, items []*item, todo []int) (verdicts, error) {
 	vs, err := s.apply(ctx, who, items, todo)
-	if errors.Is(err, store.ErrTransient) && ctx.Err() == nil {
+	if errors.Is(err, syncdata.ErrTransient) && ctx.Err() == nil {
 		s.log.Info("storage connection lost; running the push transaction once more", "err", err)
 		vs, err = s.apply(ctx, who, items, todo)
 	}
@@ -344,7 +344,7 @@ func (s *Service) applyEach(ctx context.Context, who *caller, items []*item, tod
 		var again []int
 		for _, i := range pending {
 			vs, err := s.applyRetrying(ctx, who, items, []int{i})
-			if errors.Is(err, store.ErrDuplicateEvent) {
+			if errors.Is(err, syncdata.ErrDuplicateEvent) {
 				vs, err = s.apply(ctx, who, items, []int{i}) // now it finds the committed entry
 			}
 			switch {
@@ -369,7 +369,7 @@ func (s *Service) applyEach(ctx context.Context, who *caller, items []*item, tod
 
 // eventFailure is the verdict on an event whose own transaction failed.
 func (s *Service) eventFailure(it *item, err error) *EventError {
-	var ce *store.ConstraintError
+	var ce *syncdata.ConstraintError
 	switch {
 	case errors.As(err, &ce) && ce.Kind == "unique":
 		return fail(RecordValidationFailure, false, "model %s: %v", it.model.Name, ce)
@@ -394,5 +394,5 @@ func (e *policyError) Unwrap() error { return e.err }
 // event would only repeat the failure) or the request has ended.
 func fatal(ctx context.Context, err error) bool {
 	var pe *policyError
-	return errors.Is(err, store.ErrUnavailable) || errors.As(err, &pe) || ctx.Err() != nil
+	return errors.Is(err, syncdata.ErrUnavailable) || errors.As(err, &pe) || ctx.Err() != nil
 }

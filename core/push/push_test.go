@@ -16,37 +16,15 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/schema"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 const ts = "2026-11-25T10:00:00.000Z"
 
-func kanban(t testing.TB) (*schema.Schema, *schema.Ownership) {
-	t.Helper()
-	sch, err := schema.Load("../tenant/demo/prisma")
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := schema.BuildOwnership(sch, "User", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch, own
-}
+func board(id, userID string) map[string]any { return testkit.Board(id, userID, "Board "+id) }
 
-func user(id string) map[string]any {
-	return map[string]any{"id": id, "name": "User " + id, "email": id + "@example.com", "emailVerified": false,
-		"image": nil, "createdAt": ts, "updatedAt": ts, "isAnonymous": nil}
-}
-
-func board(id, userID string) map[string]any {
-	return map[string]any{"id": id, "name": "Board " + id, "createdAt": ts, "userId": userID}
-}
-
-func todo(id, boardID string) map[string]any {
-	return map[string]any{"id": id, "title": "Todo " + id, "description": nil, "isCompleted": false,
-		"createdAt": ts, "boardId": boardID}
-}
+func todo(id, boardID string) map[string]any { return testkit.Todo(id, boardID, "Todo "+id) }
 
 func event(t testing.TB, id, model, op string, payload map[string]any) push.Event {
 	return push.Event{ID: id, EntityType: model, Operation: op, Payload: mustJSON(t, payload)}
@@ -63,10 +41,10 @@ type fixture struct {
 
 func newFixture(t *testing.T, authz push.Authorizer) *fixture {
 	t.Helper()
-	sch, own := kanban(t)
+	sch, own := testkit.Kanban(t)
 	db := newMemDB(t, sch)
 	for _, u := range []string{"u1", "u2", "u3"} {
-		db.seed("User", user(u))
+		db.seed("User", testkit.User(u))
 	}
 	db.seed("Board", board("b1", "u1"))
 	db.seed("Todo", todo("t0", "b1"))
@@ -210,7 +188,7 @@ func failing(method string, err error) func(int, *fakeTx) {
 		case "Delete":
 			tx.DeleteFunc = func(context.Context, string, [][]any) error { return err }
 		case "AppendChangelog":
-			tx.AppendChangelogFunc = func(context.Context, []changelog.Entry, map[string]string, store.Applied) error { return err }
+			tx.AppendChangelogFunc = func(context.Context, []changelog.Entry, map[string]string, syncdata.Applied) error { return err }
 		case "Commit":
 			// A failed commit leaves the transaction to the caller's Rollback.
 			tx.CommitFunc = func() error { return err }
@@ -220,12 +198,12 @@ func failing(method string, err error) func(int, *fakeTx) {
 	}
 }
 
-// TestPushStorageUnavailable: store.ErrUnavailable from any call fails the
+// TestPushStorageUnavailable: syncdata.ErrUnavailable from any call fails the
 // request with no results and nothing written, without the per-event
 // fallback.
 func TestPushStorageUnavailable(t *testing.T) {
 	t.Parallel()
-	unavailable := fmt.Errorf("%w: dial tcp 10.0.0.7:5432: connection refused", store.ErrUnavailable)
+	unavailable := fmt.Errorf("%w: dial tcp 10.0.0.7:5432: connection refused", syncdata.ErrUnavailable)
 	for _, method := range []string{"Begin", "Load", "AppliedEvents", "LastScopes", "LockScopes", "Upsert", "Delete", "AppendChangelog", "Commit"} {
 		t.Run("method="+method, func(t *testing.T) {
 			t.Parallel()
@@ -237,8 +215,8 @@ func TestPushStorageUnavailable(t *testing.T) {
 			}
 			before := f.db.state()
 			res, err := f.svc.Push(context.Background(), "u1", nil, unavailableBatch(t))
-			if !errors.Is(err, store.ErrUnavailable) {
-				t.Fatalf("Push error = %v, want one wrapping store.ErrUnavailable", err)
+			if !errors.Is(err, syncdata.ErrUnavailable) {
+				t.Fatalf("Push error = %v, want one wrapping syncdata.ErrUnavailable", err)
 			}
 			if res != nil {
 				t.Errorf("Push returned results %+v along with the error", res)
@@ -265,7 +243,7 @@ func TestPushUnavailableDuringFallback(t *testing.T) {
 	f.st.BeginFunc = func(ctx context.Context) (push.Tx, error) {
 		if f.db.begins == 2 { // the batch and evt-1's own transaction are done
 			f.db.begins++
-			return nil, fmt.Errorf("%w: too many connections", store.ErrUnavailable)
+			return nil, fmt.Errorf("%w: too many connections", syncdata.ErrUnavailable)
 		}
 		return begin(ctx)
 	}
@@ -274,8 +252,8 @@ func TestPushUnavailableDuringFallback(t *testing.T) {
 		event(t, "evt-2", "Board", "create", board("b3", "u1")),
 	}
 	res, err := f.svc.Push(context.Background(), "u1", nil, events)
-	if !errors.Is(err, store.ErrUnavailable) || res != nil {
-		t.Fatalf("Push = %+v, %v; want no results and store.ErrUnavailable", res, err)
+	if !errors.Is(err, syncdata.ErrUnavailable) || res != nil {
+		t.Fatalf("Push = %+v, %v; want no results and syncdata.ErrUnavailable", res, err)
 	}
 	first := f.db.entriesOf("evt-1")
 	if len(first) != 1 || !f.db.has("Board", "b2") {
@@ -296,14 +274,14 @@ func TestPushUnavailableDuringFallback(t *testing.T) {
 }
 
 // TestPushTransientRetriedOnce: a transaction that loses its connection
-// (store.ErrTransient, say at its write or its commit) is run once more in
+// (syncdata.ErrTransient, say at its write or its commit) is run once more in
 // a new transaction, and the batch applies; when the second run loses its
-// connection too, the request fails with store.ErrUnavailable (503), with
+// connection too, the request fails with syncdata.ErrUnavailable (503), with
 // no per-event results, and nothing is written.
 func TestPushTransientRetriedOnce(t *testing.T) {
 	t.Parallel()
-	lost := fmt.Errorf("%w: read: connection reset by peer", store.ErrTransient)
-	lost = fmt.Errorf("%w (%w)", store.ErrUnavailable, lost)
+	lost := fmt.Errorf("%w: read: connection reset by peer", syncdata.ErrTransient)
+	lost = fmt.Errorf("%w (%w)", syncdata.ErrUnavailable, lost)
 	for _, method := range []string{"LockScopes", "AppendChangelog", "Commit"} {
 		for _, failures := range []int{1, 2} {
 			t.Run(fmt.Sprintf("method=%s/failures=%d", method, failures), func(t *testing.T) {
@@ -322,8 +300,8 @@ func TestPushTransientRetriedOnce(t *testing.T) {
 				}
 				res, err := f.svc.Push(context.Background(), "u1", nil, events)
 				if failures == 2 {
-					if !errors.Is(err, store.ErrUnavailable) || res != nil {
-						t.Fatalf("Push = %+v, %v; want no results and store.ErrUnavailable", res, err)
+					if !errors.Is(err, syncdata.ErrUnavailable) || res != nil {
+						t.Fatalf("Push = %+v, %v; want no results and syncdata.ErrUnavailable", res, err)
 					}
 					if diff := cmp.Diff(before, f.db.state()); diff != "" {
 						t.Errorf("storage changed (-before +after):\n%s", diff)
@@ -371,7 +349,7 @@ func TestPushContextCanceled(t *testing.T) {
 }
 
 // TestPushDuplicateEvent: another process commits the same outbox event
-// while this one applies it; the insert fails with store.ErrDuplicateEvent
+// while this one applies it; the insert fails with syncdata.ErrDuplicateEvent
 // and the event reports the changelog id that was committed.
 func TestPushDuplicateEvent(t *testing.T) {
 	t.Parallel()
@@ -399,10 +377,10 @@ func TestPushDuplicateEvent(t *testing.T) {
 				}
 				if n == tc.dupTx {
 					next := tx.AppendChangelogFunc
-					tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string, applied store.Applied) error {
+					tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
 						f.db.commitExternal("u1", changelog.Entry{ID: other, Model: "Board", KeyPath: []byte(`["b2"]`),
 							Operation: changelog.Create, ScopeKey: "u1", OutboxEventID: "evt-1"})
-						return next(ctx, entries, heads, applied) // fails with store.ErrDuplicateEvent
+						return next(ctx, entries, heads, applied) // fails with syncdata.ErrDuplicateEvent
 					}
 				}
 			}
@@ -476,7 +454,7 @@ func TestPushIdempotentPerSubject(t *testing.T) {
 	}
 	f.db.wrap = func(n int, tx *fakeTx) {
 		next := tx.AppendChangelogFunc
-		tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string, a store.Applied) error {
+		tx.AppendChangelogFunc = func(ctx context.Context, entries []changelog.Entry, heads map[string]string, a syncdata.Applied) error {
 			if n == 1 {
 				f.db.commitExternal("u3", changelog.Entry{ID: other, Model: "User", KeyPath: []byte(`["u3"]`),
 					Operation: changelog.Update, ScopeKey: "u3", OutboxEventID: "evt-x"})
@@ -500,7 +478,7 @@ func TestPushIdempotentPerSubject(t *testing.T) {
 // become per-event errors of the right type.
 func TestPushConstraintErrors(t *testing.T) {
 	t.Parallel()
-	fk := &store.ConstraintError{Kind: "foreign key", Detail: `Key (boardId)=(b1) is not present in table "Board".`}
+	fk := &syncdata.ConstraintError{Kind: "foreign key", Detail: `Key (boardId)=(b1) is not present in table "Board".`}
 	tests := map[string]struct {
 		event   func(t *testing.T) push.Event
 		wrap    func(int, *fakeTx)
@@ -510,7 +488,7 @@ func TestPushConstraintErrors(t *testing.T) {
 		"kind=unique,from=store": {
 			// u4 takes u1's email: the fake's unique index refuses it.
 			event: func(t *testing.T) push.Event {
-				u := user("u4")
+				u := testkit.User("u4")
 				u["email"] = "u1@example.com"
 				return event(t, "evt-x", "User", "create", u)
 			},
@@ -519,7 +497,7 @@ func TestPushConstraintErrors(t *testing.T) {
 		},
 		"kind=unique,op=update": {
 			event:   func(t *testing.T) push.Event { return event(t, "evt-x", "Board", "update", board("b1", "u1")) },
-			wrap:    failUpsertOf("Board", "b1", &store.ConstraintError{Kind: "unique", Detail: "Key (name)=(Q4) already exists."}),
+			wrap:    failUpsertOf("Board", "b1", &syncdata.ConstraintError{Kind: "unique", Detail: "Key (name)=(Q4) already exists."}),
 			want:    outcome{ID: "evt-x", Type: push.RecordValidationFailure, Retryable: false},
 			wantMsg: "Key (name)=(Q4) already exists.",
 		},
@@ -540,7 +518,7 @@ func TestPushConstraintErrors(t *testing.T) {
 				next := tx.DeleteFunc
 				tx.DeleteFunc = func(ctx context.Context, model string, keys [][]any) error {
 					if model == "Board" {
-						return &store.ConstraintError{Kind: "foreign key", Detail: "still referenced"}
+						return &syncdata.ConstraintError{Kind: "foreign key", Detail: "still referenced"}
 					}
 					return next(ctx, model, keys)
 				}

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // validate asks the tenant's validator about the events todo, decided
@@ -29,7 +30,7 @@ func (s *Service) validate(ctx context.Context, who *caller, items []*item, todo
 	if len(changes) == 0 {
 		return allowed, out, nil
 	}
-	events := make([]ValidationEvent, len(changes))
+	events := make([]syncdata.ValidationEvent, len(changes))
 	for j, c := range changes {
 		if events[j], err = s.validationEvent(items[c.idx], c); err != nil {
 			return nil, nil, err
@@ -65,15 +66,15 @@ func (s *Service) validate(ctx context.Context, who *caller, items []*item, todo
 }
 
 // validationEvent is what the validator sees of an accepted event.
-func (s *Service) validationEvent(it *item, c change) (ValidationEvent, error) {
+func (s *Service) validationEvent(it *item, c change) (syncdata.ValidationEvent, error) {
 	rec := it.rec
 	if rec == nil {
 		rec = keyRecord(it.model, it.pk)
 	}
 	payload, err := it.model.MarshalRecord(scope.Clean(rec))
 	if err != nil {
-		return ValidationEvent{}, fmt.Errorf("marshal %s for the validator: %w", it.model.Name, err)
+		return syncdata.ValidationEvent{}, fmt.Errorf("marshal %s for the validator: %w", it.model.Name, err)
 	}
-	return ValidationEvent{ID: it.ev.ID, Model: it.model.Name, Operation: it.ev.Operation,
+	return syncdata.ValidationEvent{ID: it.ev.ID, Model: it.model.Name, Operation: it.ev.Operation,
 		Key: json.RawMessage(scope.KeyJSON(it.pk)), Payload: payload, Scope: c.scope}, nil
 }

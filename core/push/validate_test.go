@@ -11,28 +11,30 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // fakeValidator is a push.Validator made of a func; it records what it saw.
 type fakeValidator struct {
 	calls    int
-	seen     [][]push.ValidationEvent
-	validate func(events []push.ValidationEvent) ([]push.Verdict, error)
+	seen     [][]syncdata.ValidationEvent
+	validate func(events []syncdata.ValidationEvent) ([]syncdata.Verdict, error)
 }
 
-func (v *fakeValidator) Validate(_ context.Context, _ string, events []push.ValidationEvent) ([]push.Verdict, error) {
+func (v *fakeValidator) Validate(_ context.Context, _ string, events []syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
 	v.calls++
 	v.seen = append(v.seen, events)
 	return v.validate(events)
 }
 
 // rejectNamed rejects boards named "bad" and todos titled "bad".
-func rejectNamed(events []push.ValidationEvent) ([]push.Verdict, error) {
-	out := make([]push.Verdict, len(events))
+func rejectNamed(events []syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
+	out := make([]syncdata.Verdict, len(events))
 	for i, e := range events {
-		out[i] = push.Verdict{Allow: true}
+		out[i] = syncdata.Verdict{Allow: true}
 		if strings.Contains(string(e.Payload), `"bad"`) {
-			out[i] = push.Verdict{Message: e.Model + " named bad"}
+			out[i] = syncdata.Verdict{Message: e.Model + " named bad"}
 		}
 	}
 	return out, nil
@@ -40,7 +42,7 @@ func rejectNamed(events []push.ValidationEvent) ([]push.Verdict, error) {
 
 func validatorFixture(t *testing.T, v push.Validator) *fixture {
 	f := newFixture(t, selfOnly)
-	sch, own := kanban(t)
+	sch, own := testkit.Kanban(t)
 	f.svc = push.New(sch, own, f.st, selfOnly, v, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
 	return f
 }
@@ -88,9 +90,11 @@ func TestPushValidator(t *testing.T) {
 			t.Error("stored records do not match the verdicts")
 		}
 	})
-	for name, fn := range map[string]func([]push.ValidationEvent) ([]push.Verdict, error){
-		"case=validator-down":      func([]push.ValidationEvent) ([]push.Verdict, error) { return nil, errors.New("plugin crashed") },
-		"case=wrong-verdict-count": func([]push.ValidationEvent) ([]push.Verdict, error) { return []push.Verdict{{Allow: true}}, nil },
+	for name, fn := range map[string]func([]syncdata.ValidationEvent) ([]syncdata.Verdict, error){
+		"case=validator-down": func([]syncdata.ValidationEvent) ([]syncdata.Verdict, error) { return nil, errors.New("plugin crashed") },
+		"case=wrong-verdict-count": func([]syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
+			return []syncdata.Verdict{{Allow: true}}, nil
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

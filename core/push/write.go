@@ -9,7 +9,7 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
-	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // write allocates changelog ids under the scope locks and writes the
@@ -77,13 +77,13 @@ func (s *Service) write(ctx context.Context, tx Tx, subject string, items []*ite
 		}
 	}
 	ids := make([]string, len(changes))
-	ledger := store.Applied{Subject: subject, Events: make([]store.AppliedEvent, len(changes))}
+	ledger := syncdata.Applied{Subject: subject, Events: make([]syncdata.AppliedEvent, len(changes))}
 	for j, c := range changes {
 		ids[j] = entries[own[j]].ID
-		ledger.Events[j] = store.AppliedEvent{EventID: items[c.idx].ev.ID, ChangelogID: ids[j]}
+		ledger.Events[j] = syncdata.AppliedEvent{EventID: items[c.idx].ev.ID, ChangelogID: ids[j]}
 	}
 	if s.history {
-		ledger.History = make([]store.HistoryEntry, len(entries))
+		ledger.History = make([]syncdata.HistoryEntry, len(entries))
 		for i, e := range entries {
 			ledger.History[i].Entry = e
 		}
@@ -143,22 +143,22 @@ func latest(entries []changelog.Entry) []changelog.Entry {
 // deleted before it or changes a foreign key (which could move a record
 // out of a deleted parent's reach, or free a parent a restricting
 // relation holds); such an upsert writes what came before it first.
-func (s *Service) writes(items []*item, changes []change) []store.Write {
+func (s *Service) writes(items []*item, changes []change) []syncdata.Write {
 	synced := s.own.Synced()
-	var out []store.Write
+	var out []syncdata.Write
 	upserts := map[string]map[string]schema.Record{}
 	deletes := map[string]map[string][]any{}
 	pendingDeletes := false
 	flush := func() {
 		for _, m := range synced { // parents first
 			if recs := upserts[m.Name]; len(recs) > 0 {
-				out = append(out, store.Write{Model: m.Name, Upsert: slices.Collect(maps.Values(recs))})
+				out = append(out, syncdata.Write{Model: m.Name, Upsert: slices.Collect(maps.Values(recs))})
 			}
 		}
 		for k := len(synced) - 1; k >= 0; k-- { // children first
 			m := synced[k]
 			if keys := deletes[m.Name]; len(keys) > 0 {
-				out = append(out, store.Write{Model: m.Name, Delete: slices.Collect(maps.Values(keys))})
+				out = append(out, syncdata.Write{Model: m.Name, Delete: slices.Collect(maps.Values(keys))})
 			}
 		}
 		clear(upserts)

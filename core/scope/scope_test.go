@@ -14,6 +14,7 @@ import (
 
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // fakeLoader is a scope.Loader made of a func.
@@ -241,14 +242,7 @@ func TestKeyJSON(t *testing.T) {
 // todos t0..t99 (todo j on board j%10).
 func kanbanStore(t testing.TB) (*schema.Schema, *schema.Ownership, *memLoader) {
 	t.Helper()
-	sch, err := schema.Load("../tenant/demo/prisma")
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := schema.BuildOwnership(sch, "User", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sch, own := testkit.Kanban(t)
 	l := newMemLoader()
 	for i := range 3 {
 		l.add("User", schema.Record{"id": fmt.Sprintf("u%d", i), "email": fmt.Sprintf("u%d@example.com", i)})

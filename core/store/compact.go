@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // CompactReport says what one compaction of a tenant's changelog found
@@ -77,7 +78,7 @@ func (t *Tenant) Compact(ctx context.Context, opt CompactOptions) (CompactReport
 			q, args = fmt.Sprintf(superseded, " AND c.id <= ?"), []any{lo, hi}
 		}
 		res, err := t.db.ExecContext(ctx, q, args...)
-		if errors.Is(classify(err), ErrTransient) { // a dropped connection: once more
+		if errors.Is(classify(err), syncdata.ErrTransient) { // a dropped connection: once more
 			res, err = t.db.ExecContext(ctx, q, args...)
 		}
 		if err != nil {

@@ -20,11 +20,11 @@ import (
 // That is done only where running the statement again is safe: for BEGIN,
 // and for a statement outside a transaction (a read, or one of the
 // idempotent upserts this package sends outside transactions), when the
-// error is a connection-level one (ErrTransient), the connection is closed
+// error is a connection-level one (syncdata.ErrTransient), the connection is closed
 // and the caller's context is still live. A statement inside a
 // transaction is not retried here: the transaction is lost with its
 // connection, and the caller retries it whole (push does so once, see
-// ErrTransient).
+// syncdata.ErrTransient).
 type retryConnector struct{ driver.Connector }
 
 func (c retryConnector) Connect(ctx context.Context) (driver.Conn, error) {

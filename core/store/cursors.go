@@ -4,10 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-)
 
-// ErrNoCursor: no positions are stored under the id a cursor names.
-var ErrNoCursor = errors.New("no stored cursor positions under that id")
+	"github.com/syncplane/syncplane/core/syncdata"
+)
 
 // cursorsDDL creates the table of stored union-pull positions: a cursor
 // whose positions do not fit in it names a row here (see pull's cursor).
@@ -31,7 +30,7 @@ func (t *Tenant) SaveCursor(ctx context.Context, id string, positions []byte) er
 	return classify(err)
 }
 
-// LoadCursor returns the positions stored under id, or ErrNoCursor.
+// LoadCursor returns the positions stored under id, or syncdata.ErrNoCursor.
 func (t *Tenant) LoadCursor(ctx context.Context, id string) ([]byte, error) {
 	q := "SELECT positions FROM " + t.prefix + `"_pull_cursors" WHERE id = ?`
 	var s string
@@ -45,7 +44,7 @@ func (t *Tenant) LoadCursor(ctx context.Context, id string) ([]byte, error) {
 		err = t.db.QueryRowContext(ctx, q, id).Scan(&s)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNoCursor
+		return nil, syncdata.ErrNoCursor
 	}
 	if err != nil {
 		return nil, classify(err)

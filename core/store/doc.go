@@ -7,7 +7,7 @@
 // (see Layout): in the PostgreSQL schema t_<id>, or in the SQLite file
 // <data>/tenants/<id>.db. Next to them sit the tenant's _changelog and
 // _scope_heads tables, the _applied_events ledger (push's idempotency key:
-// a subject's event id, see Applied; rows older than the tenant's
+// a subject's event id, see syncdata.Applied; rows older than the tenant's
 // retention are pruned, see Tenant.SetLedgerRetention) and a _meta table that remembers the
 // applied layout, so that a schema change can be diffed, applied when it is
 // additive and refused when it is destructive, and the version of these
@@ -32,8 +32,8 @@
 // (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a
 // pull page with its records in one statement (Tenant.ChangesWithRecords).
 //
-// Errors that say the database cannot serve now are ErrUnavailable (503),
-// told apart by type and code, never by text (errors.go); ErrTransient
+// Errors that say the database cannot serve now are syncdata.ErrUnavailable (503),
+// told apart by type and code, never by text (errors.go); syncdata.ErrTransient
 // among them (a connection that broke, a serialization conflict) is worth
 // one more attempt, which database/sql makes by itself for a dead pooled
 // connection outside a transaction (conn.go) and push makes for its

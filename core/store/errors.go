@@ -13,27 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/syncplane/syncplane/core/syncdata"
 )
-
-// ErrUnavailable marks errors where the database could not be reached or
-// refused service; the HTTP layer answers them with 503.
-var ErrUnavailable = errors.New("storage unavailable")
-
-// ErrTransient marks the unavailable errors that one more attempt on
-// another connection can cure at once: the connection broke under the
-// statement (a server restart or pg_terminate_backend, a reset socket),
-// or the transaction lost a serialization or deadlock conflict. Every
-// ErrTransient is an ErrUnavailable. Nothing of the failed transaction was
-// committed, except when the connection broke during COMMIT itself, which
-// push's idempotency covers.
-var ErrTransient = errors.New("storage connection lost")
-
-// ErrTenantMissing marks a statement that found the tenant's tables (or its
-// PostgreSQL schema) missing: dropped under a running server. It is an
-// ErrUnavailable: the tenant answers 503 until its tables are back (a
-// server start, a reload of the tenant or `syncplane migrate` creates
-// them), and then works again without a restart.
-var ErrTenantMissing = errors.New("the tenant's tables are missing")
 
 // errDBClosed is database/sql's error for a statement on a closed *sql.DB
 // (a store closed at shutdown, or a tenant's SQLite file closed by a
@@ -62,24 +44,24 @@ type unavailableError struct {
 func (e *unavailableError) Error() string {
 	switch {
 	case e.missing:
-		return ErrTenantMissing.Error() + ": " + e.err.Error()
+		return syncdata.ErrTenantMissing.Error() + ": " + e.err.Error()
 	case e.transient:
-		return ErrTransient.Error() + ": " + e.err.Error()
+		return syncdata.ErrTransient.Error() + ": " + e.err.Error()
 	}
-	return ErrUnavailable.Error() + ": " + e.err.Error()
+	return syncdata.ErrUnavailable.Error() + ": " + e.err.Error()
 }
 
 func (e *unavailableError) Unwrap() error { return e.err }
 
 func (e *unavailableError) Is(target error) bool {
-	return target == ErrUnavailable || (target == ErrTransient && e.transient) || (target == ErrTenantMissing && e.missing)
+	return target == syncdata.ErrUnavailable || (target == syncdata.ErrTransient && e.transient) || (target == syncdata.ErrTenantMissing && e.missing)
 }
 
 // classify marks the errors that say the database cannot serve now as
-// ErrUnavailable (and ErrTransient, ErrTenantMissing), by their type and
+// syncdata.ErrUnavailable (and syncdata.ErrTransient, syncdata.ErrTenantMissing), by their type and
 // code, never their text, and returns others unchanged.
 func classify(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) {
+	if err == nil || errors.Is(err, syncdata.ErrUnavailable) {
 		return err
 	}
 	transient, missing, ok := unavailable(err)

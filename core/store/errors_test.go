@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // closedPort is a TCP address on which nothing listens.
@@ -139,7 +141,7 @@ func TestClassify(t *testing.T) {
 
 	for name, tc := range cases {
 		got := classify(tc.err)
-		g := want{errors.Is(got, ErrUnavailable), errors.Is(got, ErrTransient), errors.Is(got, ErrTenantMissing)}
+		g := want{errors.Is(got, syncdata.ErrUnavailable), errors.Is(got, syncdata.ErrTransient), errors.Is(got, syncdata.ErrTenantMissing)}
 		if g != tc.want {
 			t.Errorf("%s (%T: %v): unavailable, transient, missing = %v, want %v", name, tc.err, tc.err, g, tc.want)
 		}

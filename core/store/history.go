@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 
 	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
-// HistoryRow is one row of a tenant's full history (see Applied.History)
+// HistoryRow is one row of a tenant's full history (see syncdata.Applied.History)
 // as read back: the entry, the record written and the subject that wrote
 // it.
 type HistoryRow struct {
-	HistoryEntry
+	syncdata.HistoryEntry
 	Subject string
 }
 

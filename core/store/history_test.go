@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // history is an uncompacted changelog as syncplane wrote it before system
@@ -200,7 +201,7 @@ func TestCompactWhileWriting(t *testing.T) {
 						}
 						en := changelog.Entry{ID: id, Model: "Card", KeyPath: json.RawMessage(key), Operation: changelog.Update,
 							ScopeKey: "a", OutboxEventID: fmt.Sprintf("w%d-%d", w, n), CreatedAt: time.Now().UTC()}
-						if err := x.Apply(ctx, nil, []changelog.Entry{en}, map[string]string{"a": id}, store.Applied{}); err != nil {
+						if err := x.Apply(ctx, nil, []changelog.Entry{en}, map[string]string{"a": id}, syncdata.Applied{}); err != nil {
 							return err
 						}
 						mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // NotifyChannel is the PostgreSQL NOTIFY channel of commits. A push
@@ -137,7 +139,7 @@ func catchUp(ctx context.Context, conn *pgx.Conn, l Listener) error {
 		if err != nil {
 			// A tenant whose tables are missing fails its own catch-up
 			// only; the connection is fine.
-			if ctx.Err() != nil || conn.IsClosed() || (errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrTenantMissing)) {
+			if ctx.Err() != nil || conn.IsClosed() || (errors.Is(err, syncdata.ErrUnavailable) && !errors.Is(err, syncdata.ErrTenantMissing)) {
 				return err
 			}
 			if l.CatchUpFailed != nil {

@@ -13,21 +13,8 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
-
-// A PageEntry is a changelog entry with its record as it is now: Record is
-// nil when the record is gone (or its model is no longer synced), Scopes
-// are the scopes the record resolves to now (see LoadScoped).
-//
-// Repeat reports that an earlier entry of the same read named the same
-// record (the same model and key path): the record was read once, with
-// that entry, and a repeated entry carries no Record or Scopes of its own.
-type PageEntry struct {
-	changelog.Entry
-	Record schema.Record
-	Scopes []string
-	Repeat bool
-}
 
 // recordKey names the record of an entry within a page: entries of one
 // record carry the same model and the same key path (scope.KeyJSON).
@@ -52,7 +39,7 @@ const pageChunk = 16
 // entry's key path), the same statement joins each record to the first
 // entry that names it and the rows are read as they arrive; otherwise the
 // records are loaded with LoadScoped, a few at a time, as fn takes them.
-func (t *Tenant) ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*PageEntry) (bool, error)) error {
+func (t *Tenant) ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
 	if len(after) == 0 || limit < 1 {
 		return nil
 	}
@@ -99,8 +86,8 @@ func (t *Tenant) ReadPage(ctx context.Context, after map[string]string, limit in
 
 // withRecords loads the records of entries that are not in loaded (the
 // records of the page's earlier chunks), and adds them to it.
-func (t *Tenant) withRecords(ctx context.Context, entries []changelog.Entry, first map[string]bool) ([]PageEntry, error) {
-	out := make([]PageEntry, len(entries))
+func (t *Tenant) withRecords(ctx context.Context, entries []changelog.Entry, first map[string]bool) ([]syncdata.PageEntry, error) {
+	out := make([]syncdata.PageEntry, len(entries))
 	byModel := map[string][][]any{}
 	keys := make([]string, len(entries))
 	for i, e := range entries {
@@ -152,10 +139,10 @@ func (t *Tenant) withRecords(ctx context.Context, entries []changelog.Entry, fir
 
 // ChangesWithRecords is ReadPage collected into a slice, each repeated
 // entry with the record and scopes of the record's first entry.
-func (t *Tenant) ChangesWithRecords(ctx context.Context, after map[string]string, limit int) ([]PageEntry, error) {
-	var out []PageEntry
+func (t *Tenant) ChangesWithRecords(ctx context.Context, after map[string]string, limit int) ([]syncdata.PageEntry, error) {
+	var out []syncdata.PageEntry
 	first := map[string]int{}
-	err := t.ReadPage(ctx, after, limit, func(e *PageEntry) (bool, error) {
+	err := t.ReadPage(ctx, after, limit, func(e *syncdata.PageEntry) (bool, error) {
 		k := recordKey(e.Model, e.KeyPath)
 		if i, ok := first[k]; ok && e.Repeat {
 			e.Record, e.Scopes = out[i].Record, out[i].Scopes
@@ -319,7 +306,7 @@ func (t *Tenant) newPageQuery() *pageQuery {
 }
 
 // readPageOnce is ReadPage in one statement (newPageQuery).
-func (t *Tenant) readPageOnce(ctx context.Context, after map[string]string, limit int, fn func(*PageEntry) (bool, error)) error {
+func (t *Tenant) readPageOnce(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
 	pq := t.page
 	var stmt *sql.Stmt
 	if t.d.name() != "postgres" {
@@ -349,7 +336,7 @@ func (t *Tenant) readPageOnce(ctx context.Context, after map[string]string, limi
 		if err := rows.Scan(dest...); err != nil {
 			return classify(err)
 		}
-		ch := PageEntry{Entry: e, Repeat: n > 1}
+		ch := syncdata.PageEntry{Entry: e, Repeat: n > 1}
 		ch.KeyPath = []byte(keyPath)
 		ch.CreatedAt = entryTime(created)
 		if bi, ok := pq.index[e.Model]; ok && !ch.Repeat {

@@ -8,6 +8,7 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // pageEntries makes changelog entries (model, key path, scope) with increasing ids.
@@ -29,10 +30,10 @@ func pageEntries(t *testing.T, specs ...[3]string) []changelog.Entry {
 }
 
 // readAll is ReadPage collected, stopping after stop entries (0: never).
-func readAll(t *testing.T, tn *store.Tenant, after map[string]string, limit, stop int) []store.PageEntry {
+func readAll(t *testing.T, tn *store.Tenant, after map[string]string, limit, stop int) []syncdata.PageEntry {
 	t.Helper()
-	var got []store.PageEntry
-	err := tn.ReadPage(t.Context(), after, limit, func(e *store.PageEntry) (bool, error) {
+	var got []syncdata.PageEntry
+	err := tn.ReadPage(t.Context(), after, limit, func(e *syncdata.PageEntry) (bool, error) {
 		got = append(got, *e)
 		return stop == 0 || len(got) < stop, nil
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // The hot statements of push and pull on PostgreSQL.
@@ -212,7 +213,7 @@ func pgKeyFilter(p *pgArgs, ti *tableInfo, alias string, fields []string, keys [
 }
 
 // pgWrite renders one write; an empty write renders "".
-func (t *Tenant) pgWrite(p *pgArgs, w Write) (string, error) {
+func (t *Tenant) pgWrite(p *pgArgs, w syncdata.Write) (string, error) {
 	ti, err := t.info(w.Model)
 	if err != nil {
 		return "", err
@@ -264,7 +265,7 @@ func (t *Tenant) pgChangelog(p *pgArgs, entries []changelog.Entry) (insert, del 
 }
 
 // pgLedger records the applied events of a subject.
-func (t *Tenant) pgLedger(p *pgArgs, a Applied) string {
+func (t *Tenant) pgLedger(p *pgArgs, a syncdata.Applied) string {
 	events, entries := make([]string, len(a.Events)), make([]string, len(a.Events))
 	for i, e := range a.Events {
 		events[i], entries[i] = e.EventID, e.ChangelogID
@@ -274,7 +275,7 @@ func (t *Tenant) pgLedger(p *pgArgs, a Applied) string {
 }
 
 // pgHistory appends a batch's entries to the tenant's full history.
-func (t *Tenant) pgHistory(p *pgArgs, a Applied) string {
+func (t *Tenant) pgHistory(p *pgArgs, a syncdata.Applied) string {
 	n := len(a.History)
 	ids, models, keys, ops, scopes, events := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	recs, created := make([]*string, n), make([]time.Time, n)
@@ -310,19 +311,19 @@ func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
 // written by the same statement), and the changelog entries and scope
 // heads, with the ledger rows of the applied events, join the last of
 // these statements (they touch no record).
-func (x *Tx) pgApply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string, applied Applied) error {
-	var runs [][]Write
+func (x *Tx) pgApply(ctx context.Context, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
+	var runs [][]syncdata.Write
 	for _, w := range writes {
 		switch {
 		case len(w.Delete) == 0 && len(w.Upsert) == 0:
 		case len(w.Delete) == 0 && len(runs) > 0 && len(runs[len(runs)-1][0].Delete) == 0:
 			runs[len(runs)-1] = append(runs[len(runs)-1], w)
 		default:
-			runs = append(runs, []Write{w})
+			runs = append(runs, []syncdata.Write{w})
 		}
 	}
 	if len(runs) == 0 {
-		runs = [][]Write{nil}
+		runs = [][]syncdata.Write{nil}
 	}
 	for i, run := range runs {
 		p := &pgArgs{}

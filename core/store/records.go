@@ -16,23 +16,11 @@ import (
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
-// ConstraintError is a write refused by a unique or foreign key constraint.
-type ConstraintError struct {
-	Kind   string // "unique" or "foreign key"
-	Detail string // the database's own words
-}
-
-func (e *ConstraintError) Error() string { return e.Kind + " constraint violated: " + e.Detail }
-
-// ErrDuplicateEvent is returned when a transaction records an applied
-// event (a subject's event id, see Applied) that another transaction
-// committed meanwhile.
-var ErrDuplicateEvent = errors.New("outbox event already applied")
-
-// constraint turns a driver's constraint error into a *ConstraintError (or
-// ErrDuplicateEvent for the ledger of applied events) and leaves other
+// constraint turns a driver's constraint error into a *syncdata.ConstraintError (or
+// syncdata.ErrDuplicateEvent for the ledger of applied events) and leaves other
 // errors to classify.
 func constraint(err error) error {
 	if err == nil {
@@ -43,11 +31,11 @@ func constraint(err error) error {
 		switch pg.Code {
 		case "23505":
 			if pg.TableName == "_applied_events" {
-				return ErrDuplicateEvent
+				return syncdata.ErrDuplicateEvent
 			}
-			return &ConstraintError{Kind: "unique", Detail: pg.Detail}
+			return &syncdata.ConstraintError{Kind: "unique", Detail: pg.Detail}
 		case "23503":
-			return &ConstraintError{Kind: "foreign key", Detail: pg.Detail}
+			return &syncdata.ConstraintError{Kind: "foreign key", Detail: pg.Detail}
 		}
 		return classify(err)
 	}
@@ -59,15 +47,15 @@ func constraint(err error) error {
 		switch se.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
 			if strings.Contains(msg, "_applied_events.") {
-				return ErrDuplicateEvent
+				return syncdata.ErrDuplicateEvent
 			}
 			detail := msg
 			if i := strings.Index(msg, "UNIQUE"); i >= 0 {
 				detail = strings.TrimSpace(msg[i:])
 			}
-			return &ConstraintError{Kind: "unique", Detail: detail}
+			return &syncdata.ConstraintError{Kind: "unique", Detail: detail}
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY, sqlite3.SQLITE_CONSTRAINT_TRIGGER: // TRIGGER: an ON DELETE RESTRICT
-			return &ConstraintError{Kind: "foreign key", Detail: "a referenced record does not exist, or the record is still referenced"}
+			return &syncdata.ConstraintError{Kind: "foreign key", Detail: "a referenced record does not exist, or the record is still referenced"}
 		}
 	}
 	return classify(err)
@@ -338,19 +326,19 @@ func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string
 
 // Upsert writes whole records of model, inserting or replacing by primary key.
 func (x *Tx) Upsert(ctx context.Context, model string, recs []schema.Record) error {
-	return x.Apply(ctx, []Write{{Model: model, Upsert: recs}}, nil, nil, Applied{})
+	return x.Apply(ctx, []syncdata.Write{{Model: model, Upsert: recs}}, nil, nil, syncdata.Applied{})
 }
 
 // Delete removes the records of model with the given primary keys; the
 // database applies each relation's onDelete to their children.
 func (x *Tx) Delete(ctx context.Context, model string, keys [][]any) error {
-	return x.Apply(ctx, []Write{{Model: model, Delete: keys}}, nil, nil, Applied{})
+	return x.Apply(ctx, []syncdata.Write{{Model: model, Delete: keys}}, nil, nil, syncdata.Applied{})
 }
 
 // AppendChangelog inserts entries and moves the locked scope heads to the
 // given last ids; it records no applied event.
 func (x *Tx) AppendChangelog(ctx context.Context, entries []changelog.Entry, heads map[string]string) error {
-	return x.Apply(ctx, nil, entries, heads, Applied{})
+	return x.Apply(ctx, nil, entries, heads, syncdata.Applied{})
 }
 
 func (t *Tenant) info(model string) (*tableInfo, error) {

@@ -20,6 +20,7 @@ import (
 	msqlite "modernc.org/sqlite" // also the database/sql driver "sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/syncplane/syncplane/core/syncdata"
 	"github.com/syncplane/syncplane/migrations"
 )
 
@@ -82,7 +83,7 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 		db := bun.NewDB(sqldb, pgdialect.New())
 		if err := db.PingContext(ctx); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("%w: postgres: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
 		}
 		s := newStore(postgres{}, db)
 		s.dsn = dsn
@@ -159,7 +160,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	deadline := time.Now().Add(time.Minute)
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		err = s.migrateOnce(ctx, m)
-		if err == nil || errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+		if err == nil || errors.Is(err, syncdata.ErrUnavailable) || time.Now().After(deadline) {
 			break
 		}
 		select {
@@ -195,10 +196,10 @@ func (s *Store) migrateOnce(ctx context.Context, m *migrate.Migrator) error {
 
 // Ready reports whether the platform database answers a ping and every
 // platform migration is applied; the caller bounds it with ctx's deadline.
-// A database that does not answer is an ErrUnavailable.
+// A database that does not answer is an syncdata.ErrUnavailable.
 func (s *Store) Ready(ctx context.Context) error {
 	if err := s.platform.PingContext(ctx); err != nil {
-		return fmt.Errorf("%w: ping: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: ping: %v", syncdata.ErrUnavailable, err)
 	}
 	ms, err := migrations.New()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/store"
 	"github.com/syncplane/syncplane/core/storetest"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,14 +37,11 @@ type env struct {
 // configured), each with a store on a fresh database.
 func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Parallel()
-	for _, db := range storetest.Databases(t) {
-		t.Run("db="+db.Name, func(t *testing.T) {
-			t.Parallel()
-			e := &env{db: db, url: db.URL(t), dir: t.TempDir()}
-			e.st = db.OpenAt(t, e.url, e.dir)
-			fn(t, e)
-		})
-	}
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
+		e := &env{db: db, url: db.URL(t), dir: t.TempDir()}
+		e.st = db.OpenAt(t, e.url, e.dir)
+		fn(t, e)
+	})
 }
 
 // reopen opens another store on the same database, like a second server.
@@ -462,9 +460,9 @@ func TestDeleteCascadesAndSetsNull(t *testing.T) {
 		}
 		// RESTRICT: a card with a comment cannot go.
 		err := del("Card", []any{"c2"})
-		var ce *store.ConstraintError
+		var ce *syncdata.ConstraintError
 		if !errors.As(err, &ce) || ce.Kind != "foreign key" {
-			t.Fatalf("delete a card with a comment = %v, want a foreign key ConstraintError", err)
+			t.Fatalf("delete a card with a comment = %v, want a foreign key syncdata.ConstraintError", err)
 		}
 		if got := load(t, tn, "Card", "id", "c2"); len(got) != 1 {
 			t.Errorf("card c2 after the refused delete = %v", got)
@@ -542,11 +540,11 @@ func TestConstraintErrors(t *testing.T) {
 		for name, tc := range tests {
 			t.Run("violation="+name, func(t *testing.T) {
 				err := inTx(t, tn, func(x *store.Tx) error { return tc.op(t.Context(), x) })
-				var ce *store.ConstraintError
+				var ce *syncdata.ConstraintError
 				if !errors.As(err, &ce) || ce.Kind != tc.kind {
-					t.Fatalf("error = %v (%T), want a %s ConstraintError", err, err, tc.kind)
+					t.Fatalf("error = %v (%T), want a %s syncdata.ConstraintError", err, err, tc.kind)
 				}
-				if errors.Is(err, store.ErrDuplicateEvent) || errors.Is(err, store.ErrUnavailable) {
+				if errors.Is(err, syncdata.ErrDuplicateEvent) || errors.Is(err, syncdata.ErrUnavailable) {
 					t.Errorf("error %v also matches a sentinel", err)
 				}
 				if ce.Detail == "" || !strings.HasPrefix(ce.Error(), tc.kind+" constraint violated: ") {
@@ -592,10 +590,10 @@ func appendEntries(t *testing.T, tn *store.Tenant, es []changelog.Entry) error {
 }
 
 // ledger records every entry of es as subject's applied event.
-func ledger(subject string, es []changelog.Entry) store.Applied {
-	a := store.Applied{Subject: subject}
+func ledger(subject string, es []changelog.Entry) syncdata.Applied {
+	a := syncdata.Applied{Subject: subject}
 	for _, e := range es {
-		a.Events = append(a.Events, store.AppliedEvent{EventID: e.OutboxEventID, ChangelogID: e.ID})
+		a.Events = append(a.Events, syncdata.AppliedEvent{EventID: e.OutboxEventID, ChangelogID: e.ID})
 	}
 	return a
 }
@@ -604,7 +602,7 @@ func ledger(subject string, es []changelog.Entry) store.Applied {
 // subject applied (none when subject is "").
 func appendApplied(t *testing.T, tn *store.Tenant, subject string, es []changelog.Entry) error {
 	t.Helper()
-	applied := store.Applied{}
+	applied := syncdata.Applied{}
 	if subject != "" {
 		applied = ledger(subject, es)
 	}
@@ -682,16 +680,16 @@ func TestChangelog(t *testing.T) {
 		}
 
 		// A second transaction that records an event the subject applied
-		// already fails with ErrDuplicateEvent, and leaves nothing behind;
+		// already fails with syncdata.ErrDuplicateEvent, and leaves nothing behind;
 		// another subject's event with the same id is another event.
 		dup := entries(t, "s1", first[2].ID, 1, "ev-a")
 		err = appendApplied(t, tn, "u1", dup)
-		if !errors.Is(err, store.ErrDuplicateEvent) {
-			t.Fatalf("duplicate outbox event id: %v, want ErrDuplicateEvent", err)
+		if !errors.Is(err, syncdata.ErrDuplicateEvent) {
+			t.Fatalf("duplicate outbox event id: %v, want syncdata.ErrDuplicateEvent", err)
 		}
-		var ce *store.ConstraintError
+		var ce *syncdata.ConstraintError
 		if errors.As(err, &ce) {
-			t.Errorf("duplicate outbox event is also a ConstraintError: %v", err)
+			t.Errorf("duplicate outbox event is also a syncdata.ConstraintError: %v", err)
 		}
 		if got, err := tn.Changes(ctx, "s1", first[2].ID, 10); err != nil || len(got) != 0 {
 			t.Errorf("a refused duplicate left entries %v, %v", got, err)
@@ -1008,9 +1006,9 @@ func TestMigrateOnReload(t *testing.T) {
 		}
 		b3["id"] = "b3"
 		err := inTx(t, v2, func(x *store.Tx) error { return x.Upsert(ctx, "Board", []schema.Record{b3}) })
-		var ce *store.ConstraintError
+		var ce *syncdata.ConstraintError
 		if !errors.As(err, &ce) || ce.Kind != "unique" {
-			t.Errorf("same workspace and title: %v, want a unique ConstraintError", err)
+			t.Errorf("same workspace and title: %v, want a unique syncdata.ConstraintError", err)
 		}
 		if err := inTx(t, v2, func(x *store.Tx) error { return x.Delete(ctx, "Tag", [][]any{{"g1"}}) }); err != nil {
 			t.Fatal(err)
@@ -1103,9 +1101,9 @@ func TestTenantIsolation(t *testing.T) {
 		err := inTx(t, eu, func(x *store.Tx) error {
 			return x.Upsert(ctx, "Board", []schema.Record{{"id": "b1", "workspaceId": "w1", "title": "T", "position": int64(1)}})
 		})
-		var ce *store.ConstraintError
+		var ce *syncdata.ConstraintError
 		if !errors.As(err, &ce) || ce.Kind != "foreign key" {
-			t.Errorf("board under another tenant's workspace: %v, want a foreign key ConstraintError", err)
+			t.Errorf("board under another tenant's workspace: %v, want a foreign key syncdata.ConstraintError", err)
 		}
 
 		// Changelogs and scope heads are separate: the same outbox event
@@ -1195,8 +1193,8 @@ func TestOpenErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("error %q shows the password", err)
 		}
-		if errors.Is(err, store.ErrUnavailable) {
-			t.Errorf("a wrong DSN is no ErrUnavailable: %v", err)
+		if errors.Is(err, syncdata.ErrUnavailable) {
+			t.Errorf("a wrong DSN is no syncdata.ErrUnavailable: %v", err)
 		}
 	})
 	t.Run("dsn=postgres-unreachable", func(t *testing.T) {
@@ -1208,8 +1206,8 @@ func TestOpenErrors(t *testing.T) {
 			st.Close()
 			t.Fatal("Open on an unreachable PostgreSQL succeeded")
 		}
-		if !errors.Is(err, store.ErrUnavailable) {
-			t.Errorf("error %v is not ErrUnavailable", err)
+		if !errors.Is(err, syncdata.ErrUnavailable) {
+			t.Errorf("error %v is not syncdata.ErrUnavailable", err)
 		}
 	})
 }

@@ -2,52 +2,13 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
-
-// A Write is one step of a transaction's writes: records of one model
-// inserted or replaced by primary key (Upsert), or records of one model
-// deleted by primary key (Delete), the database applying each relation's
-// onDelete to their children.
-type Write struct {
-	Model  string
-	Upsert []schema.Record
-	Delete [][]any
-}
-
-// Applied names the events a push transaction applies, for idempotency:
-// one row per event in the tenant's _applied_events ledger, keyed by
-// (Subject, EventID). An event id names one subject's event: another
-// subject's event with the same id is another event.
-type Applied struct {
-	Subject string
-	Events  []AppliedEvent
-	// History is set for a tenant that keeps its full history apart
-	// (manifest changelog: history): every entry the batch allocated,
-	// superseded ones included, in order, for the _history table, which
-	// is never compacted and which pull never reads.
-	History []HistoryEntry
-}
-
-// HistoryEntry is one row of a tenant's full history: a changelog entry,
-// the subject that wrote it, and the record as the entry's event wrote it
-// (null for a delete and for the entries a move wrote).
-type HistoryEntry struct {
-	changelog.Entry
-	Record json.RawMessage
-}
-
-// AppliedEvent is one applied event: its outbox event id and the id of
-// its own changelog entry.
-type AppliedEvent struct {
-	EventID     string
-	ChangelogID string
-}
 
 // Apply performs writes in order, then inserts entries (deleting, in the
 // same statement on PostgreSQL, the previous entry of each one's record
@@ -57,7 +18,7 @@ type AppliedEvent struct {
 // given last ids (on PostgreSQL the same statement NOTIFYs other
 // processes, delivered on commit: see Store.Listen). A ledger row that
 // another transaction committed meanwhile (the same subject's event
-// applied concurrently) fails with ErrDuplicateEvent.
+// applied concurrently) fails with syncdata.ErrDuplicateEvent.
 //
 // On PostgreSQL, consecutive upserts go to the database as one statement
 // (data-modifying subqueries see one snapshot, which is safe because each
@@ -68,7 +29,7 @@ type AppliedEvent struct {
 // the last statement. A batch without deletes is one statement. SQLite (no
 // data-modifying subqueries, and no round trips to save) runs one
 // statement per step.
-func (x *Tx) Apply(ctx context.Context, writes []Write, entries []changelog.Entry, heads map[string]string, applied Applied) error {
+func (x *Tx) Apply(ctx context.Context, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error {
 	if x.t.d.name() == "postgres" {
 		return x.pgApply(ctx, writes, entries, heads, applied)
 	}
@@ -109,7 +70,7 @@ type stmt struct {
 }
 
 // writeSQL renders one write; an empty write renders no statement.
-func (t *Tenant) writeSQL(w Write) (stmt, error) {
+func (t *Tenant) writeSQL(w syncdata.Write) (stmt, error) {
 	ti, err := t.info(w.Model)
 	if err != nil {
 		return stmt{}, err
@@ -183,7 +144,7 @@ func (t *Tenant) changelogSQL(entries []changelog.Entry) stmt {
 	return stmt{sql: b.String(), args: args}
 }
 
-func (t *Tenant) ledgerSQL(a Applied) stmt {
+func (t *Tenant) ledgerSQL(a syncdata.Applied) stmt {
 	var b strings.Builder
 	args := make([]any, 0, 4*len(a.Events))
 	now := t.d.encode(schema.DateTime, time.Now().UTC())
@@ -198,7 +159,7 @@ func (t *Tenant) ledgerSQL(a Applied) stmt {
 	return stmt{sql: b.String(), args: args}
 }
 
-func (t *Tenant) historySQL(a Applied) stmt {
+func (t *Tenant) historySQL(a syncdata.Applied) stmt {
 	var b strings.Builder
 	args := make([]any, 0, 9*len(a.History))
 	b.WriteString("INSERT INTO " + t.prefix + `"_history" (id, subject, model, key_path, operation, scope_key, outbox_event_id, record, created_at) VALUES `)

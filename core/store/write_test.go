@@ -12,6 +12,7 @@ import (
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
 	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // TestLoadScoped checks the one-query scope resolution against scope.Set's
@@ -104,7 +105,7 @@ func TestApply(t *testing.T) {
 			return changelog.Entry{ID: id, Model: model, KeyPath: []byte(`["` + key + `"]`), Operation: changelog.Create,
 				ScopeKey: "w1", OutboxEventID: event, CreatedAt: now}
 		}
-		apply := func(writes []store.Write, entries ...changelog.Entry) error {
+		apply := func(writes []syncdata.Write, entries ...changelog.Entry) error {
 			return inTx(t, tn, func(x *store.Tx) error {
 				heads, err := x.LockScopes(ctx, []string{"w1"})
 				if err != nil {
@@ -120,7 +121,7 @@ func TestApply(t *testing.T) {
 		e1 := entry("Workspace", "w1", "ev-1")
 		e2 := entry("Board", "b1", "ev-2")
 		e3 := entry("Card", "c1", "ev-3")
-		err := apply([]store.Write{
+		err := apply([]syncdata.Write{
 			{Model: "Workspace", Upsert: []schema.Record{workspace("w1")}},
 			{Model: "Board", Upsert: []schema.Record{{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)}}},
 			{Model: "Card", Upsert: []schema.Record{{"id": "c1", "boardId": "b1", "title": "card", "assigneeWs": nil, "assigneeId": nil}}},
@@ -141,27 +142,27 @@ func TestApply(t *testing.T) {
 
 		// A unique violation in the same statement as the changelog.
 		e5 := entry("Workspace", "w2", "ev-5")
-		err = apply([]store.Write{
+		err = apply([]syncdata.Write{
 			{Model: "Workspace", Upsert: []schema.Record{{"id": "w2", "name": "Two", "slug": "slug-w1"}}},
 			{Model: "Board", Upsert: []schema.Record{{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)}}},
 		}, e5)
-		var ce *store.ConstraintError
+		var ce *syncdata.ConstraintError
 		if !errors.As(err, &ce) || ce.Kind != "unique" {
-			t.Fatalf("unique violation: error %v, want a unique ConstraintError", err)
+			t.Fatalf("unique violation: error %v, want a unique syncdata.ConstraintError", err)
 		}
 		// A child whose parent is missing.
-		err = apply([]store.Write{
+		err = apply([]syncdata.Write{
 			{Model: "Board", Upsert: []schema.Record{{"id": "b3", "workspaceId": "nope", "title": "Three", "position": int64(1)}}},
 		}, e5)
 		if !errors.As(err, &ce) || ce.Kind != "foreign key" {
-			t.Fatalf("missing parent: error %v, want a foreign key ConstraintError", err)
+			t.Fatalf("missing parent: error %v, want a foreign key syncdata.ConstraintError", err)
 		}
 		// A replayed event next to new records.
-		err = apply([]store.Write{
+		err = apply([]syncdata.Write{
 			{Model: "Board", Upsert: []schema.Record{{"id": "b4", "workspaceId": "w1", "title": "Four", "position": int64(4)}}},
 		}, entry("Board", "b4", "ev-2"))
-		if !errors.Is(err, store.ErrDuplicateEvent) {
-			t.Fatalf("replayed event: error %v, want ErrDuplicateEvent", err)
+		if !errors.Is(err, syncdata.ErrDuplicateEvent) {
+			t.Fatalf("replayed event: error %v, want syncdata.ErrDuplicateEvent", err)
 		}
 		for model, id := range map[string]string{"Workspace": "w2", "Board": "b2"} {
 			if got := load(t, tn, model, "id", id); len(got) != 0 {
@@ -175,7 +176,7 @@ func TestApply(t *testing.T) {
 		// Delete a board (its card cascades), then create it again with a
 		// new card: the order of the writes decides.
 		e6 := entry("Board", "b1", "ev-6")
-		err = apply([]store.Write{
+		err = apply([]syncdata.Write{
 			{Model: "Board", Delete: [][]any{{"b1"}}},
 			{Model: "Board", Upsert: []schema.Record{{"id": "b1", "workspaceId": "w1", "title": "Again", "position": int64(1)}}},
 			{Model: "Card", Upsert: []schema.Record{{"id": "c2", "boardId": "b1", "title": "new", "assigneeWs": nil, "assigneeId": nil}}},

@@ -40,6 +40,17 @@ func Databases(t testing.TB) []DB {
 	return dbs
 }
 
+// ForEach runs f in a parallel subtest db=<name> for each of Databases.
+func ForEach(t *testing.T, f func(t *testing.T, db DB)) {
+	t.Helper()
+	for _, db := range Databases(t) {
+		t.Run("db="+db.Name, func(t *testing.T) {
+			t.Parallel()
+			f(t, db)
+		})
+	}
+}
+
 // Postgres returns the PostgreSQL database, or false when none is
 // configured (and none is required).
 func Postgres(t testing.TB) (DB, bool) {

@@ -33,7 +33,7 @@ func readPIDBKanban(t testing.TB, name string) string {
 // with Board and Todo. The manifest states neither rootModel nor exclude.
 func TestLoadPrismaIDBKanbanExample(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		dir := t.TempDir()
 		writeFiles(t, dir, map[string]string{
 			tenant.ManifestFile:         "id: pidb-kanban\nschema: prisma\nauth:\n  hs256SecretFile: secret\nrootFromToken: {id: sub, name: name, email: email}\n",

@@ -36,7 +36,7 @@ func sharedKeyTenant(id, keyLine, keyFile, key, aud string) map[string]string {
 // (issue 9, finding 8).
 func TestLoadDirSharedKey(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		root := t.TempDir()
 		hs := func(id, key, aud string) map[string]string {
 			return sharedKeyTenant(id, "hs256SecretFile: secret", "secret", key, aud)
@@ -94,7 +94,7 @@ func TestLoadDirSharedKey(t *testing.T) {
 // its last good version, until both set distinct audiences.
 func TestReloadSharedKey(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		ctx := context.Background()
 		root := t.TempDir()
 		hs := func(id, key, aud string) {

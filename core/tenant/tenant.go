@@ -202,7 +202,10 @@ type pushStore struct{ t *store.Tenant }
 func (p pushStore) Begin(ctx context.Context) (push.Tx, error) { return p.t.Begin(ctx) }
 func (p pushStore) Reads() push.Reads                          { return p.t }
 
-var _ push.Tx = (*store.Tx)(nil)
+var (
+	_ push.Tx        = (*store.Tx)(nil)
+	_ push.Validator = (*pluginhost.Host)(nil)
+)
 
 // DemoKey returns the demo tenant's HS256 secret, kept in dataDir/demo.key
 // and generated on first use. It is safe to call from several goroutines

@@ -70,16 +70,6 @@ func goodTenant(id string) map[string]string {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func forEachDB(t *testing.T, f func(t *testing.T, db storetest.DB)) {
-	t.Helper()
-	for _, db := range storetest.Databases(t) {
-		t.Run("db="+db.Name, func(t *testing.T) {
-			t.Parallel()
-			f(t, db)
-		})
-	}
-}
-
 var evSeq atomic.Int64
 
 func event(model, op string, payload map[string]any) push.Event {
@@ -148,7 +138,7 @@ func ed25519PEM(t testing.TB) string {
 
 func TestLoadDir(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		root := t.TempDir()
 		folder := func(name string, files map[string]string) { writeFiles(t, filepath.Join(root, name), files) }
 
@@ -417,7 +407,7 @@ func TestLoadPathForms(t *testing.T) {
 // and files that are not .prisma are ignored.
 func TestLoadMultiFileSchema(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		dir := t.TempDir()
 		writeFiles(t, dir, map[string]string{
 			tenant.ManifestFile: "id: multi\nschema: models/\nrootModel: User\nauth:\n  hs256SecretFile: secret\n",
@@ -475,7 +465,7 @@ func TestDemo(t *testing.T) {
 		m.RootFromToken["id"] != "sub" || len(m.AllowedOrigins) != 1 || m.AllowedOrigins[0] != "*" {
 		t.Errorf("DemoManifest = %+v", m)
 	}
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		key, err := tenant.DemoKey(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
@@ -742,7 +732,7 @@ func TestFolderSigningSecret(t *testing.T) {
 // tenant as they were, when it is destructive.
 func TestSchemaReload(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, func(t *testing.T, db storetest.DB) {
+	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {
 		ctx := context.Background()
 		st := db.Open(t)
 		dir := t.TempDir()

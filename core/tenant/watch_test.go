@@ -20,6 +20,7 @@ import (
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/storetest"
 	"github.com/syncplane/syncplane/core/tenant"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // The two policies the watch tests switch between. Their answers to
@@ -74,24 +75,13 @@ func wAnswers(t testing.TB, tn *tenant.Tenant) string {
 }
 
 // wLogs is a log destination that tests read while the watcher writes.
-type wLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *wLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type wLogs struct{ testkit.LockedBuffer }
 
 // records returns the JSON log records written so far.
 func (l *wLogs) records(t testing.TB) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var recs []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(l.Bytes()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var r map[string]any
@@ -162,25 +152,13 @@ func policyTenant(id, policy string) map[string]string {
 	return files
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // waitAnswers waits until tenant id answers want.
 func (e *wEnv) waitAnswers(t testing.TB, id, want string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("tenant %s answers %s", id, want), func() bool {
+	testkit.Eventually(t, wDeadline, 5*time.Millisecond, testkit.Until(fmt.Sprintf("tenant %s answers %s", id, want), func() bool {
 		tn := e.reg.Get(id)
 		return tn != nil && wAnswers(t, tn) == want
-	})
+	}))
 }
 
 // waitLog waits for a log record after the first `after` ones with message
@@ -189,7 +167,7 @@ func (e *wEnv) waitAnswers(t testing.TB, id, want string) {
 func (e *wEnv) waitLog(t testing.TB, after int, msg, errPart string) int {
 	t.Helper()
 	var n int
-	eventually(t, fmt.Sprintf("%q is logged with %q", msg, errPart), func() bool {
+	testkit.Eventually(t, wDeadline, 5*time.Millisecond, testkit.Until(fmt.Sprintf("%q is logged with %q", msg, errPart), func() bool {
 		recs := e.logs.records(t)
 		for i := after; i < len(recs); i++ {
 			if err, _ := recs[i]["err"].(string); recs[i]["msg"] == msg && strings.Contains(err, errPart) {
@@ -198,7 +176,7 @@ func (e *wEnv) waitLog(t testing.TB, after int, msg, errPart string) int {
 			}
 		}
 		return false
-	})
+	}))
 	return n
 }
 
@@ -434,16 +412,16 @@ func testWatchAddedTenant(t *testing.T) {
 		"secret":               otherSecret, // not one's: tenants sharing a key need audiences
 		"models/kanban.prisma": kanban,
 	})
-	eventually(t, "tenant two is loaded", func() bool { return e.reg.Get("two") != nil })
+	testkit.Eventually(t, wDeadline, 5*time.Millisecond, testkit.Until("tenant two is loaded", func() bool { return e.reg.Get("two") != nil }))
 	if e.reg.Get("one") == nil {
 		t.Fatal("tenant one is gone")
 	}
 
 	additive := strings.Replace(kanban, "  title       String\n", "  title       String\n  priority    Int?\n", 1)
 	writeFiles(t, filepath.Join(two, "models"), map[string]string{"kanban.prisma": additive})
-	eventually(t, "tenant two's schema change is loaded", func() bool {
+	testkit.Eventually(t, wDeadline, 5*time.Millisecond, testkit.Until("tenant two's schema change is loaded", func() bool {
 		return e.reg.Get("two").Schema.Model("Todo").Field("priority") != nil
-	})
+	}))
 }
 
 // While the tenants directory is gone, nothing is reloaded and every

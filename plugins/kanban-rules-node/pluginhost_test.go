@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,26 +21,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncplane/syncplane/core/pluginhost"
-	"github.com/syncplane/syncplane/core/push"
+	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/testkit"
 )
-
-// lockedBuffer collects the host's log lines for a failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // noReads is a pluginhost.Reader; these rules never read, so any call fails the test.
 type noReads struct{ t *testing.T }
@@ -101,8 +83,8 @@ func pluginPIDs(t *testing.T, dir string) map[int]bool {
 	return pids
 }
 
-func tevent(model, op, payload string) push.ValidationEvent {
-	return push.ValidationEvent{ID: model + "-" + op, Model: model, Operation: op, Key: json.RawMessage(`["k1"]`), Payload: json.RawMessage(payload), Scope: "u1"}
+func tevent(model, op, payload string) syncdata.ValidationEvent {
+	return syncdata.ValidationEvent{ID: model + "-" + op, Model: model, Operation: op, Key: json.RawMessage(`["k1"]`), Payload: json.RawMessage(payload), Scope: "u1"}
 }
 
 // The plugin under syncplane's real host (core/pluginhost): checksum of the
@@ -112,7 +94,7 @@ func TestUnderPluginHost(t *testing.T) {
 	path := requireBuilt(t)
 	dir := filepath.Dir(path)
 	t.Setenv("SYNCPLANE_TEST_SECRET", "database-password")
-	logs := &lockedBuffer{}
+	logs := &testkit.LockedBuffer{}
 	defer func() {
 		if t.Failed() {
 			t.Logf("host log:\n%s", logs.String())
@@ -128,7 +110,7 @@ func TestUnderPluginHost(t *testing.T) {
 	}, noReads{t}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	defer h.Close()
 
-	got, err := h.Validate(context.Background(), "u1", []push.ValidationEvent{
+	got, err := h.Validate(context.Background(), "u1", []syncdata.ValidationEvent{
 		tevent("Todo", "create", `{"id":"t1","title":"`+strings.Repeat("x", 201)+`","boardId":"b1"}`),
 		tevent("Todo", "create", `{"id":"t2","title":"buy milk","boardId":"b1"}`),
 		tevent("Board", "create", `{"id":"b1","name":" ","userId":"u1"}`),
@@ -137,7 +119,7 @@ func TestUnderPluginHost(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	want := []push.Verdict{
+	want := []syncdata.Verdict{
 		{Message: "todo title must be at most 200 characters (it has 201)"},
 		{Allow: true},
 		{Message: "board name must not be empty"},
@@ -191,7 +173,7 @@ func TestUnderPluginHostWrongChecksum(t *testing.T) {
 	before := pluginPIDs(t, filepath.Dir(path))
 	h := pluginhost.New(pluginhost.Config{Tenant: "acme", Command: path, SHA256: strings.Repeat("0", 64)}, nil, nil)
 	defer h.Close()
-	_, err := h.Validate(context.Background(), "u1", []push.ValidationEvent{tevent("Todo", "create", `{"title":"ok"}`)})
+	_, err := h.Validate(context.Background(), "u1", []syncdata.ValidationEvent{tevent("Todo", "create", `{"title":"ok"}`)})
 	if !errors.Is(err, pluginhost.ErrUnavailable) {
 		t.Fatalf("Validate with a wrong checksum: %v, want ErrUnavailable", err)
 	}
