@@ -31,9 +31,9 @@ type Applied struct {
 	History []HistoryEntry
 }
 
-// HistoryEntry is one row of a tenant's full history: a changelog entry,
-// the subject that wrote it, and the record as the entry's event wrote it
-// (null for a delete and for the entries a move wrote).
+// HistoryEntry is one row of a tenant's full history: a changelog entry
+// and the record as the entry's event wrote it (null for a delete and for
+// the entries a move wrote); the subject is Applied's.
 type HistoryEntry struct {
 	changelog.Entry
 	Record json.RawMessage
