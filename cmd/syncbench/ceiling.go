@@ -65,6 +65,8 @@ var ceilingModels = map[string]modelDef{
 
 var changelogCols = []string{"id", "model", "key_path", "operation", "scope_key", "outbox_event_id", "created_at"}
 
+var ledgerCols = []string{"subject", "event_id", "changelog_id", "applied_at"}
+
 func qi(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 func qt(name string) string { return qi(ceilingSchema) + "." + qi(name) }
 
@@ -84,7 +86,17 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-func ceilingDDL() []string {
+// ceilingDDL creates the tables syncplane's push writes on PostgreSQL: the
+// models, the changelog (its outbox_event_id a plain column), the scope
+// heads and the _applied_events ledger, with syncplane's indexes.
+func ceilingDDL() []string { return schemaDDL(false) }
+
+// referenceDDL creates the tables of prisma-idb's reference server: the
+// same models and changelog, whose outbox_event_id is unique (its
+// idempotency key), and neither scope heads nor ledger.
+func referenceDDL() []string { return schemaDDL(true) }
+
+func schemaDDL(reference bool) []string {
 	stmts := []string{
 		"DROP SCHEMA IF EXISTS " + qi(ceilingSchema) + " CASCADE",
 		"CREATE SCHEMA " + qi(ceilingSchema),
@@ -108,14 +120,26 @@ func ceilingDDL() []string {
 			stmts = append(stmts, fmt.Sprintf("CREATE INDEX %s ON %s (%s)", qi(name+"_"+m.parent+"_idx"), qt(name), qi(m.parent)))
 		}
 	}
+	unique := ""
+	if reference {
+		unique = " UNIQUE"
+	}
 	stmts = append(stmts,
 		`CREATE UNIQUE INDEX "User_email_key" ON `+qt("User")+` ("email")`,
 		"CREATE TABLE "+qt("_changelog")+` (id text COLLATE "C" PRIMARY KEY, model TEXT NOT NULL, key_path TEXT NOT NULL, `+
-			`operation TEXT NOT NULL, scope_key text COLLATE "C" NOT NULL, outbox_event_id TEXT NOT NULL UNIQUE, created_at timestamptz(3) NOT NULL)`,
+			`operation TEXT NOT NULL, scope_key text COLLATE "C" NOT NULL, outbox_event_id TEXT NOT NULL`+unique+`, created_at timestamptz(3) NOT NULL)`,
 		`CREATE INDEX "_changelog_scope_id" ON `+qt("_changelog")+" (scope_key, id)",
 		`CREATE INDEX "_changelog_record" ON `+qt("_changelog")+" (model, key_path, id)",
 		`CREATE INDEX "_changelog_scope_record" ON `+qt("_changelog")+" (scope_key, model, key_path)",
 	)
+	if !reference {
+		stmts = append(stmts,
+			"CREATE TABLE "+qt("_scope_heads")+` (scope_key text COLLATE "C" PRIMARY KEY, last_id TEXT NOT NULL)`,
+			"CREATE TABLE "+qt("_applied_events")+` (subject text COLLATE "C" NOT NULL, event_id text COLLATE "C" NOT NULL, `+
+				"changelog_id TEXT NOT NULL, applied_at timestamptz(3) NOT NULL, PRIMARY KEY (subject, event_id))",
+			`CREATE INDEX "_applied_events_at" ON `+qt("_applied_events")+" (applied_at)",
+		)
+	}
 	return stmts
 }
 
@@ -195,11 +219,30 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 		return nil, err
 	}
 	pass := &CeilingPass{Push: pushStats(p.Events(-1), time.Since(start), l, 0)}
+	if err := checkLedger(ctx, pool, p.Events(-1), len(p.Users), v); err != nil {
+		return nil, err
+	}
 
 	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v, false); err != nil {
 		return nil, err
 	}
 	return pass, nil
+}
+
+// checkLedger verifies, after the clock, that the pass wrote a ledger row
+// per event and left each scope's head at its last changelog entry.
+func checkLedger(ctx context.Context, pool *pgxpool.Pool, events, scopes int, v *Verification) error {
+	var ledger, heads, stale int
+	err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM "+qt("_applied_events")+"), (SELECT count(*) FROM "+qt("_scope_heads")+"), "+
+		"(SELECT count(*) FROM "+qt("_scope_heads")+" h WHERE h.last_id <> (SELECT max(id) FROM "+qt("_changelog")+" c WHERE c.scope_key = h.scope_key))").
+		Scan(&ledger, &heads, &stale)
+	if err != nil {
+		return err
+	}
+	if ledger != events || heads != scopes || stale != 0 {
+		v.failf("ceiling: %d ledger rows (want %d), %d scope heads (want %d), %d not at their scope's last entry", ledger, events, heads, scopes, stale)
+	}
+	return nil
 }
 
 // readBackAll reads every user's rows back by page with clients
@@ -241,13 +284,16 @@ type netChange struct {
 	existed bool // before the batch
 }
 
-// writeBatch writes one batch in one transaction the way syncplane does:
-// the net effect per record, upserts parents first, deletes children
-// first, one changelog row per event.
+// writeBatch writes one batch in one transaction with the row work of
+// syncplane's push: the net effect per record (upserts parents first,
+// deletes children first), the latest changelog entry of each record
+// after deleting its previous one in the scope (compaction), a ledger row
+// per event in _applied_events (subject, event id → changelog id) and the
+// scope's head moved to the batch's last id.
 func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event, exists map[string]bool, acks Acks, useCopy bool) error {
 	var order []string
 	net := map[string]*netChange{}
-	var changelog [][]any
+	var changelog, ledger [][]any
 	now := time.Now().UTC()
 	for _, ev := range b {
 		id := ev.Payload["id"].(string)
@@ -262,6 +308,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		cid := fmt.Sprintf("%020d", ceilingSeq.Add(1))
 		kp, _ := json.Marshal([]string{id})
 		changelog = append(changelog, []any{cid, ev.EntityType, string(kp), ev.Operation, u.ID, ev.ID, now})
+		ledger = append(ledger, []any{u.ID, ev.ID, cid, now})
 		acks[ev.ID] = cid
 	}
 	tx, err := pool.Begin(ctx)
@@ -333,15 +380,26 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k", scopes, models, keys); err != nil {
 		return fmt.Errorf("compact _changelog: %w", err)
 	}
-	if useCopy {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, "_changelog"}, changelogCols, pgx.CopyFromRows(changelog)); err != nil {
-			return fmt.Errorf("COPY _changelog: %w", err)
+	for _, t := range []struct {
+		name string
+		cols []string
+		rows [][]any
+	}{{"_changelog", changelogCols, changelog}, {"_applied_events", ledgerCols, ledger}} {
+		if useCopy {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, t.name}, t.cols, pgx.CopyFromRows(t.rows)); err != nil {
+				return fmt.Errorf("COPY %s: %w", t.name, err)
+			}
+		} else {
+			q, args := multiRow("INSERT INTO "+qt(t.name)+" ("+quoteAll(t.cols)+") VALUES ", t.rows)
+			if _, err := tx.Exec(ctx, q, args...); err != nil {
+				return fmt.Errorf("insert %s: %w", t.name, err)
+			}
 		}
-	} else {
-		q, args := multiRow("INSERT INTO "+qt("_changelog")+" ("+quoteAll(changelogCols)+") VALUES ", changelog)
-		if _, err := tx.Exec(ctx, q, args...); err != nil {
-			return fmt.Errorf("insert _changelog: %w", err)
-		}
+	}
+	head := ledger[len(ledger)-1][2]
+	if _, err := tx.Exec(ctx, "INSERT INTO "+qt("_scope_heads")+" (scope_key, last_id) VALUES ($1, $2)"+
+		" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id", u.ID, head); err != nil {
+		return fmt.Errorf("scope head: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
