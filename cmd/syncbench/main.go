@@ -108,6 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&cfg.Changes, "changes", -1, "second-round events per user (-1: half the first round's boards and todos)")
 	fs.IntVar(&cfg.PullLimit, "pull-limit", 50, "pull page size")
+	fs.BoolVar(&cfg.History, "history", false, "the server keeps every changelog entry (a build before compaction): verify its pulls as a full history")
 	fs.StringVar(&cfg.CeilingDSN, "ceiling-dsn", "", "PostgreSQL URL: also measure the database's own limit for the same rows")
 	if code, done := parseFlags(fs, args, stderr); done {
 		return code
