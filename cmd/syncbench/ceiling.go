@@ -316,6 +316,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+	pl := &pipeline{tx: tx}
 	for _, model := range modelOrder {
 		m := ceilingModels[model]
 		var copyRows, upsertRows [][]any
@@ -335,7 +336,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 			}
 		}
 		if len(copyRows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, model}, m.colNames(), pgx.CopyFromRows(copyRows)); err != nil {
+			if err := pl.copyFrom(ctx, model, m.colNames(), copyRows); err != nil {
 				return fmt.Errorf("COPY %s: %w", model, err)
 			}
 		}
@@ -345,9 +346,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 				sets = append(sets, qi(c.name)+" = EXCLUDED."+qi(c.name))
 			}
 			q, args := multiRow("INSERT INTO "+qt(model)+" ("+quoteAll(m.colNames())+") VALUES ", upsertRows)
-			if _, err := tx.Exec(ctx, q+` ON CONFLICT ("id") DO UPDATE SET `+strings.Join(sets, ", "), args...); err != nil {
-				return fmt.Errorf("upsert %s: %w", model, err)
-			}
+			pl.exec("upsert "+model, q+` ON CONFLICT ("id") DO UPDATE SET `+strings.Join(sets, ", "), args...)
 		}
 	}
 	for i := len(modelOrder) - 1; i >= 0; i-- {
@@ -359,9 +358,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 			}
 		}
 		if len(ids) > 0 {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+qt(model)+` WHERE "id" = ANY($1)`, ids); err != nil {
-				return fmt.Errorf("delete %s: %w", model, err)
-			}
+			pl.exec("delete "+model, "DELETE FROM "+qt(model)+` WHERE "id" = ANY($1)`, ids)
 		}
 	}
 	// The changelog keeps a record's latest entry per scope, as
@@ -376,30 +373,27 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		}
 	}
 	changelog = latest
-	if _, err := tx.Exec(ctx, "DELETE FROM "+qt("_changelog")+" c USING unnest($1::text[], $2::text[], $3::text[]) AS n(s, m, k)"+
-		" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k", scopes, models, keys); err != nil {
-		return fmt.Errorf("compact _changelog: %w", err)
-	}
+	pl.exec("compact _changelog", "DELETE FROM "+qt("_changelog")+" c USING unnest($1::text[], $2::text[], $3::text[]) AS n(s, m, k)"+
+		" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k", scopes, models, keys)
 	for _, t := range []struct {
 		name string
 		cols []string
 		rows [][]any
 	}{{"_changelog", changelogCols, changelog}, {"_applied_events", ledgerCols, ledger}} {
 		if useCopy {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, t.name}, t.cols, pgx.CopyFromRows(t.rows)); err != nil {
+			if err := pl.copyFrom(ctx, t.name, t.cols, t.rows); err != nil {
 				return fmt.Errorf("COPY %s: %w", t.name, err)
 			}
 		} else {
 			q, args := multiRow("INSERT INTO "+qt(t.name)+" ("+quoteAll(t.cols)+") VALUES ", t.rows)
-			if _, err := tx.Exec(ctx, q, args...); err != nil {
-				return fmt.Errorf("insert %s: %w", t.name, err)
-			}
+			pl.exec("insert "+t.name, q, args...)
 		}
 	}
 	head := ledger[len(ledger)-1][2]
-	if _, err := tx.Exec(ctx, "INSERT INTO "+qt("_scope_heads")+" (scope_key, last_id) VALUES ($1, $2)"+
-		" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id", u.ID, head); err != nil {
-		return fmt.Errorf("scope head: %w", err)
+	pl.exec("scope head", "INSERT INTO "+qt("_scope_heads")+" (scope_key, last_id) VALUES ($1, $2)"+
+		" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id", u.ID, head)
+	if err := pl.flush(ctx); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
@@ -412,6 +406,44 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		}
 	}
 	return nil
+}
+
+// pipeline queues a transaction's statements and sends them together, in
+// order, as one pgx batch (one round trip): before a COPY, which goes on
+// its own, and at the end. syncplane's push, likewise, sends its writes as
+// one combined statement.
+type pipeline struct {
+	tx    pgx.Tx
+	batch pgx.Batch
+	what  []string
+}
+
+func (p *pipeline) exec(what, q string, args ...any) {
+	p.batch.Queue(q, args...)
+	p.what = append(p.what, what)
+}
+
+func (p *pipeline) flush(ctx context.Context) error {
+	if len(p.what) == 0 {
+		return nil
+	}
+	res := p.tx.SendBatch(ctx, &p.batch)
+	for _, what := range p.what {
+		if _, err := res.Exec(); err != nil {
+			_ = res.Close()
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	p.batch, p.what = pgx.Batch{}, nil
+	return res.Close()
+}
+
+func (p *pipeline) copyFrom(ctx context.Context, table string, cols []string, rows [][]any) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	_, err := p.tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, table}, cols, pgx.CopyFromRows(rows))
+	return err
 }
 
 // row converts a payload to the table's column values.
