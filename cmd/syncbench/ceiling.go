@@ -65,6 +65,8 @@ var ceilingModels = map[string]modelDef{
 
 var changelogCols = []string{"id", "model", "key_path", "operation", "scope_key", "outbox_event_id", "created_at"}
 
+var ledgerCols = []string{"subject", "event_id", "changelog_id", "applied_at"}
+
 func qi(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 func qt(name string) string { return qi(ceilingSchema) + "." + qi(name) }
 
@@ -84,7 +86,17 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-func ceilingDDL() []string {
+// ceilingDDL creates the tables syncplane's push writes on PostgreSQL: the
+// models, the changelog (its outbox_event_id a plain column), the scope
+// heads and the _applied_events ledger, with syncplane's indexes.
+func ceilingDDL() []string { return schemaDDL(false) }
+
+// referenceDDL creates the tables of prisma-idb's reference server: the
+// same models and changelog, whose outbox_event_id is unique (its
+// idempotency key), and neither scope heads nor ledger.
+func referenceDDL() []string { return schemaDDL(true) }
+
+func schemaDDL(reference bool) []string {
 	stmts := []string{
 		"DROP SCHEMA IF EXISTS " + qi(ceilingSchema) + " CASCADE",
 		"CREATE SCHEMA " + qi(ceilingSchema),
@@ -108,14 +120,26 @@ func ceilingDDL() []string {
 			stmts = append(stmts, fmt.Sprintf("CREATE INDEX %s ON %s (%s)", qi(name+"_"+m.parent+"_idx"), qt(name), qi(m.parent)))
 		}
 	}
+	unique := ""
+	if reference {
+		unique = " UNIQUE"
+	}
 	stmts = append(stmts,
 		`CREATE UNIQUE INDEX "User_email_key" ON `+qt("User")+` ("email")`,
 		"CREATE TABLE "+qt("_changelog")+` (id text COLLATE "C" PRIMARY KEY, model TEXT NOT NULL, key_path TEXT NOT NULL, `+
-			`operation TEXT NOT NULL, scope_key text COLLATE "C" NOT NULL, outbox_event_id TEXT NOT NULL UNIQUE, created_at timestamptz(3) NOT NULL)`,
+			`operation TEXT NOT NULL, scope_key text COLLATE "C" NOT NULL, outbox_event_id TEXT NOT NULL`+unique+`, created_at timestamptz(3) NOT NULL)`,
 		`CREATE INDEX "_changelog_scope_id" ON `+qt("_changelog")+" (scope_key, id)",
 		`CREATE INDEX "_changelog_record" ON `+qt("_changelog")+" (model, key_path, id)",
 		`CREATE INDEX "_changelog_scope_record" ON `+qt("_changelog")+" (scope_key, model, key_path)",
 	)
+	if !reference {
+		stmts = append(stmts,
+			"CREATE TABLE "+qt("_scope_heads")+` (scope_key text COLLATE "C" PRIMARY KEY, last_id TEXT NOT NULL)`,
+			"CREATE TABLE "+qt("_applied_events")+` (subject text COLLATE "C" NOT NULL, event_id text COLLATE "C" NOT NULL, `+
+				"changelog_id TEXT NOT NULL, applied_at timestamptz(3) NOT NULL, PRIMARY KEY (subject, event_id))",
+			`CREATE INDEX "_applied_events_at" ON `+qt("_applied_events")+" (applied_at)",
+		)
+	}
 	return stmts
 }
 
@@ -195,11 +219,30 @@ func ceilingPass(ctx context.Context, pool *pgxpool.Pool, p *Plan, batch, client
 		return nil, err
 	}
 	pass := &CeilingPass{Push: pushStats(p.Events(-1), time.Since(start), l, 0)}
+	if err := checkLedger(ctx, pool, p.Events(-1), len(p.Users), v); err != nil {
+		return nil, err
+	}
 
 	if pass.Pull, err = readBackAll(ctx, pool, p, clients, limit, acks, v, false); err != nil {
 		return nil, err
 	}
 	return pass, nil
+}
+
+// checkLedger verifies, after the clock, that the pass wrote a ledger row
+// per event and left each scope's head at its last changelog entry.
+func checkLedger(ctx context.Context, pool *pgxpool.Pool, events, scopes int, v *Verification) error {
+	var ledger, heads, stale int
+	err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM "+qt("_applied_events")+"), (SELECT count(*) FROM "+qt("_scope_heads")+"), "+
+		"(SELECT count(*) FROM "+qt("_scope_heads")+" h WHERE h.last_id <> (SELECT max(id) FROM "+qt("_changelog")+" c WHERE c.scope_key = h.scope_key))").
+		Scan(&ledger, &heads, &stale)
+	if err != nil {
+		return err
+	}
+	if ledger != events || heads != scopes || stale != 0 {
+		v.failf("ceiling: %d ledger rows (want %d), %d scope heads (want %d), %d not at their scope's last entry", ledger, events, heads, scopes, stale)
+	}
+	return nil
 }
 
 // readBackAll reads every user's rows back by page with clients
@@ -241,13 +284,16 @@ type netChange struct {
 	existed bool // before the batch
 }
 
-// writeBatch writes one batch in one transaction the way syncplane does:
-// the net effect per record, upserts parents first, deletes children
-// first, one changelog row per event.
+// writeBatch writes one batch in one transaction with the row work of
+// syncplane's push: the net effect per record (upserts parents first,
+// deletes children first), the latest changelog entry of each record
+// after deleting its previous one in the scope (compaction), a ledger row
+// per event in _applied_events (subject, event id → changelog id) and the
+// scope's head moved to the batch's last id.
 func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event, exists map[string]bool, acks Acks, useCopy bool) error {
 	var order []string
 	net := map[string]*netChange{}
-	var changelog [][]any
+	var changelog, ledger [][]any
 	now := time.Now().UTC()
 	for _, ev := range b {
 		id := ev.Payload["id"].(string)
@@ -262,6 +308,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		cid := fmt.Sprintf("%020d", ceilingSeq.Add(1))
 		kp, _ := json.Marshal([]string{id})
 		changelog = append(changelog, []any{cid, ev.EntityType, string(kp), ev.Operation, u.ID, ev.ID, now})
+		ledger = append(ledger, []any{u.ID, ev.ID, cid, now})
 		acks[ev.ID] = cid
 	}
 	tx, err := pool.Begin(ctx)
@@ -269,6 +316,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+	pl := &pipeline{tx: tx}
 	for _, model := range modelOrder {
 		m := ceilingModels[model]
 		var copyRows, upsertRows [][]any
@@ -288,7 +336,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 			}
 		}
 		if len(copyRows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, model}, m.colNames(), pgx.CopyFromRows(copyRows)); err != nil {
+			if err := pl.copyFrom(ctx, model, m.colNames(), copyRows); err != nil {
 				return fmt.Errorf("COPY %s: %w", model, err)
 			}
 		}
@@ -298,9 +346,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 				sets = append(sets, qi(c.name)+" = EXCLUDED."+qi(c.name))
 			}
 			q, args := multiRow("INSERT INTO "+qt(model)+" ("+quoteAll(m.colNames())+") VALUES ", upsertRows)
-			if _, err := tx.Exec(ctx, q+` ON CONFLICT ("id") DO UPDATE SET `+strings.Join(sets, ", "), args...); err != nil {
-				return fmt.Errorf("upsert %s: %w", model, err)
-			}
+			pl.exec("upsert "+model, q+` ON CONFLICT ("id") DO UPDATE SET `+strings.Join(sets, ", "), args...)
 		}
 	}
 	for i := len(modelOrder) - 1; i >= 0; i-- {
@@ -312,9 +358,7 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 			}
 		}
 		if len(ids) > 0 {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+qt(model)+` WHERE "id" = ANY($1)`, ids); err != nil {
-				return fmt.Errorf("delete %s: %w", model, err)
-			}
+			pl.exec("delete "+model, "DELETE FROM "+qt(model)+` WHERE "id" = ANY($1)`, ids)
 		}
 	}
 	// The changelog keeps a record's latest entry per scope, as
@@ -329,19 +373,27 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		}
 	}
 	changelog = latest
-	if _, err := tx.Exec(ctx, "DELETE FROM "+qt("_changelog")+" c USING unnest($1::text[], $2::text[], $3::text[]) AS n(s, m, k)"+
-		" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k", scopes, models, keys); err != nil {
-		return fmt.Errorf("compact _changelog: %w", err)
+	pl.exec("compact _changelog", "DELETE FROM "+qt("_changelog")+" c USING unnest($1::text[], $2::text[], $3::text[]) AS n(s, m, k)"+
+		" WHERE c.scope_key = n.s AND c.model = n.m AND c.key_path = n.k", scopes, models, keys)
+	for _, t := range []struct {
+		name string
+		cols []string
+		rows [][]any
+	}{{"_changelog", changelogCols, changelog}, {"_applied_events", ledgerCols, ledger}} {
+		if useCopy {
+			if err := pl.copyFrom(ctx, t.name, t.cols, t.rows); err != nil {
+				return fmt.Errorf("COPY %s: %w", t.name, err)
+			}
+		} else {
+			q, args := multiRow("INSERT INTO "+qt(t.name)+" ("+quoteAll(t.cols)+") VALUES ", t.rows)
+			pl.exec("insert "+t.name, q, args...)
+		}
 	}
-	if useCopy {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, "_changelog"}, changelogCols, pgx.CopyFromRows(changelog)); err != nil {
-			return fmt.Errorf("COPY _changelog: %w", err)
-		}
-	} else {
-		q, args := multiRow("INSERT INTO "+qt("_changelog")+" ("+quoteAll(changelogCols)+") VALUES ", changelog)
-		if _, err := tx.Exec(ctx, q, args...); err != nil {
-			return fmt.Errorf("insert _changelog: %w", err)
-		}
+	head := ledger[len(ledger)-1][2]
+	pl.exec("scope head", "INSERT INTO "+qt("_scope_heads")+" (scope_key, last_id) VALUES ($1, $2)"+
+		" ON CONFLICT (scope_key) DO UPDATE SET last_id = EXCLUDED.last_id", u.ID, head)
+	if err := pl.flush(ctx); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
@@ -354,6 +406,44 @@ func writeBatch(ctx context.Context, pool *pgxpool.Pool, u *UserPlan, b []Event,
 		}
 	}
 	return nil
+}
+
+// pipeline queues a transaction's statements and sends them together, in
+// order, as one pgx batch (one round trip): before a COPY, which goes on
+// its own, and at the end. syncplane's push, likewise, sends its writes as
+// one combined statement.
+type pipeline struct {
+	tx    pgx.Tx
+	batch pgx.Batch
+	what  []string
+}
+
+func (p *pipeline) exec(what, q string, args ...any) {
+	p.batch.Queue(q, args...)
+	p.what = append(p.what, what)
+}
+
+func (p *pipeline) flush(ctx context.Context) error {
+	if len(p.what) == 0 {
+		return nil
+	}
+	res := p.tx.SendBatch(ctx, &p.batch)
+	for _, what := range p.what {
+		if _, err := res.Exec(); err != nil {
+			_ = res.Close()
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	p.batch, p.what = pgx.Batch{}, nil
+	return res.Close()
+}
+
+func (p *pipeline) copyFrom(ctx context.Context, table string, cols []string, rows [][]any) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	_, err := p.tx.CopyFrom(ctx, pgx.Identifier{ceilingSchema, table}, cols, pgx.CopyFromRows(rows))
+	return err
 }
 
 // row converts a payload to the table's column values.

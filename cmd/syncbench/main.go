@@ -29,12 +29,13 @@
 // --reference=false skips it), and prints syncplane's figures as a ratio
 // of each.
 //
-// Four more commands:
+// Five more commands:
 //
 //	syncbench standard   # the standard scenario on SQLite and PostgreSQL, one table
 //	syncbench sse-idle --conns 10000   # server memory per idle event stream
 //	syncbench poke-latency --pushes 500   # commit through one server to poke on another's stream
 //	syncbench abuse   # a hostile client's cost to the server (issue 9, findings 1–4)
+//	syncbench bootstrap --server before=PATH --server after   # a new device's first pull after a long history
 package main
 
 import (
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runPokeLatency(ctx, args[1:], stdout, stderr)
 		case "abuse":
 			return runAbuse(ctx, args[1:], stdout, stderr)
+		case "bootstrap":
+			return runBootstrap(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("syncbench", flag.ContinueOnError)
@@ -81,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "       syncbench sse-idle [flags]   server memory per idle event stream")
 		fmt.Fprintln(stderr, "       syncbench poke-latency [flags]   commit-to-poke latency across two servers on PostgreSQL")
 		fmt.Fprintln(stderr, "       syncbench abuse [flags]      the server under a hostile client: findings 1–4 of issue 9")
+		fmt.Fprintln(stderr, "       syncbench bootstrap [flags]  a new device's first pull after R records were each written H times")
 		fs.PrintDefaults()
 	}
 	var (
@@ -108,6 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&cfg.Changes, "changes", -1, "second-round events per user (-1: half the first round's boards and todos)")
 	fs.IntVar(&cfg.PullLimit, "pull-limit", 50, "pull page size")
+	fs.BoolVar(&cfg.History, "history", false, "the server keeps every changelog entry (a build before compaction): verify its pulls as a full history")
 	fs.StringVar(&cfg.CeilingDSN, "ceiling-dsn", "", "PostgreSQL URL: also measure the database's own limit for the same rows")
 	if code, done := parseFlags(fs, args, stderr); done {
 		return code

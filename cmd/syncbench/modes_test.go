@@ -57,7 +57,7 @@ func TestReferenceAgainstPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	for _, s := range ceilingDDL() {
+	for _, s := range referenceDDL() {
 		if _, err := pool.Exec(ctx, s); err != nil {
 			t.Fatal(err)
 		}

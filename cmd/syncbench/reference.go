@@ -60,7 +60,7 @@ func RunReference(ctx context.Context, dsn string, p *Plan, batch, clients, limi
 		{clients, p, &rep.Concurrent},
 		{1, &Plan{Users: p.Users[:seqUsers]}, &rep.Sequential},
 	} {
-		for _, s := range ceilingDDL() {
+		for _, s := range referenceDDL() {
 			if _, err := pool.Exec(ctx, s); err != nil {
 				return nil, fmt.Errorf("%s: %w", s, err)
 			}

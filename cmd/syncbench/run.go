@@ -25,9 +25,13 @@ type Config struct {
 	// Reference also measures prisma-idb's reference server design on
 	// CeilingDSN (RunReference).
 	Reference bool
-	RunID     string
-	Seed      uint64
-	Now       time.Time // the workload's timestamps start here; zero: now
+	// History verifies the pull as a changelog that keeps every entry
+	// (a server built before the changelog was compacted, commit 7b77765):
+	// every acknowledged entry pulled once, none left out as superseded.
+	History bool
+	RunID   string
+	Seed    uint64
+	Now     time.Time // the workload's timestamps start here; zero: now
 }
 
 // Report is what a run measured and verified.
@@ -255,7 +259,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 			return nil, fmt.Errorf("user %s: %w", u.ID, err)
 		}
 		entries += len(got)
-		VerifyUser(rep.Verify, u, acks[u.ID], got, false)
+		VerifyUser(rep.Verify, u, acks[u.ID], got, cfg.History)
 	}
 	rep.Pull = pullStats(entries, elapsed, pages)
 	rep.Verified = rep.Verify.OK()

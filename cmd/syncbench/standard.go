@@ -36,7 +36,9 @@ type StandardReport struct {
 	Clients       int              `json:"clients"`
 	PullLimit     int              `json:"pullLimit"`
 	Events        int              `json:"eventsPerRun"`
-	Runs          []*Report        `json:"runs"` // one per database; Server.Database names it
+	Server        string           `json:"server"`  // the syncplane executable, or "" when built from this tree
+	History       bool             `json:"history"` // pulls verified as a full history (--history)
+	Runs          []*Report        `json:"runs"`    // one per database; Server.Database names it
 	Ceiling       *CeilingReport   `json:"ceiling,omitempty"`
 	Reference     *ReferenceReport `json:"reference,omitempty"`
 	Verified      bool             `json:"verified"`
@@ -54,6 +56,7 @@ func RunStandard(ctx context.Context, sc StandardConfig, progress io.Writer) (*S
 	if err := w.check(); err != nil {
 		return nil, err
 	}
+	server := sc.Bin
 	if sc.Bin == "" {
 		tmp, err := os.MkdirTemp("", "syncbench-bin-")
 		if err != nil {
@@ -66,7 +69,7 @@ func RunStandard(ctx context.Context, sc StandardConfig, progress io.Writer) (*S
 		}
 	}
 	rep := &StandardReport{Users: w.Users, BoardsPerUser: w.BoardsPerUser, TodosPerBoard: w.TodosPerBoard,
-		Batch: w.Batch, Clients: w.Clients, PullLimit: w.PullLimit}
+		Batch: w.Batch, Clients: w.Clients, PullLimit: w.PullLimit, Server: server, History: w.History}
 	for _, db := range sc.DBs {
 		serve := ServeConfig{Bin: sc.Bin}
 		switch db {
@@ -136,6 +139,7 @@ func runStandard(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&sc.Workload.Users, "users", standardUsers, "users (one scope each; 316 events per user)")
 	fs.IntVar(&sc.Workload.Clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&sc.Workload.Batch, "batch", 100, "events per push")
+	fs.BoolVar(&sc.Workload.History, "history", false, "the server keeps every changelog entry (a build before compaction, 7b77765): verify its pulls as a full history")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if code, done := parseFlags(fs, args, stderr); done {
 		return code
@@ -158,6 +162,14 @@ func runStandard(ctx context.Context, args []string, stdout, stderr io.Writer) i
 func printStandard(w io.Writer, r *StandardReport) {
 	fmt.Fprintf(w, "syncbench standard: %d users × (1 user + %d boards + %d todos + changes) = %d events per run, batch %d, %d clients, pull pages of %d\n",
 		r.Users, r.BoardsPerUser, r.BoardsPerUser*r.TodosPerBoard, r.Events, r.Batch, r.Clients, r.PullLimit)
+	server := "syncplane built from this tree"
+	if r.Server != "" {
+		server = r.Server
+	}
+	if r.History {
+		server += " (pulls verified as a full history)"
+	}
+	fmt.Fprintln(w, "server:", server)
 	var t table
 	row := func(label string, cell func(r *Report) string) {
 		cells := []string{label}
