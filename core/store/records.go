@@ -273,7 +273,9 @@ func (t *Tenant) keyFilter(ti *tableInfo, alias string, fields []string, keys []
 	if len(fields) == 1 {
 		b.WriteString(cols[0] + " IN (")
 	} else {
-		b.WriteString("(" + strings.Join(cols, ", ") + ") IN (VALUES ")
+		// A subquery, which SQLite looks up row by row in an index (it
+		// scans the table for IN (VALUES …)).
+		b.WriteString("(" + strings.Join(cols, ", ") + ") IN (SELECT * FROM (VALUES ")
 	}
 	for i, k := range keys {
 		if i > 0 {
@@ -294,6 +296,9 @@ func (t *Tenant) keyFilter(ti *tableInfo, alias string, fields []string, keys []
 		}
 	}
 	b.WriteString(")")
+	if len(fields) > 1 {
+		b.WriteString(")")
+	}
 	return b.String(), args
 }
 

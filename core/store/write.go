@@ -84,7 +84,10 @@ func (t *Tenant) upsertSQL(ti *tableInfo, recs []schema.Record) stmt {
 func (t *Tenant) supersededSQL(entries []changelog.Entry) stmt {
 	var b strings.Builder
 	args := make([]any, 0, len(entries)*3+1)
-	b.WriteString("DELETE FROM " + t.prefix + `"_changelog" WHERE (scope_key, model, key_path) IN (VALUES `)
+	// IN (SELECT * FROM (VALUES …)), not IN (VALUES …): SQLite looks the
+	// former up row by row in an index, and scans the whole changelog for
+	// the latter (it would then walk every id below low).
+	b.WriteString("DELETE FROM " + t.prefix + `"_changelog" WHERE (scope_key, model, key_path) IN (SELECT * FROM (VALUES `)
 	low := entries[0].ID
 	for i, e := range entries {
 		if i > 0 {
@@ -94,7 +97,7 @@ func (t *Tenant) supersededSQL(entries []changelog.Entry) stmt {
 		args = append(args, e.ScopeKey, e.Model, string(e.KeyPath))
 		low = min(low, e.ID)
 	}
-	b.WriteString(") AND id < ?")
+	b.WriteString(")) AND id < ?")
 	args = append(args, low)
 	return stmt{sql: b.String(), args: args}
 }
