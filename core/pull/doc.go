@@ -7,5 +7,8 @@
 // (pullPageBytes) is reached; a record named by several entries of a page
 // is read and encoded once. A union pull's cursor holds a position per
 // scope, inline when small and otherwise stored in the tenant's database
-// (cursor.go), so that it stays small whatever the number of scopes.
+// (cursor.go), so that it stays small whatever the number of scopes. In a
+// tenant that drops expired tombstones, a cursor also carries when its
+// reader began, and a reader behind a tombstone dropped after it began is
+// answered ErrGone (410) so that it resyncs (Service.checkHorizons).
 package pull

@@ -34,7 +34,13 @@
 // and scope heads in one statement (see Tx.Apply). The changelog is
 // compacted: the statement that inserts a record's entry deletes the
 // record's previous entry in that scope, so a scope holds one entry per
-// record (its latest, a delete for a deleted record). Everything else goes
+// record (its latest, a delete for a deleted record). History written
+// before compaction existed is compacted online in batches (Tenant.Compact,
+// started by Tenant.ResumeCompaction); delete entries past a tenant's
+// tombstone retention are dropped with the scope's horizon moved in the
+// same transaction (Tenant.DropTombstones, Tenant.Horizons); a tenant that
+// keeps its full history gets every entry in _history too (Applied.History,
+// Tenant.History). Everything else goes
 // through bun, which renders arguments into the SQL text. A record is read
 // with the scopes its ownership paths resolve to in the same query
 // (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a
