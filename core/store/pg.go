@@ -589,10 +589,16 @@ func (*postgres) queryKeys(ctx context.Context, _ *Tenant, db bun.IConn, q strin
 	return pgQuery(ctx, db, p, q+" WHERE "+where)
 }
 
+// appliedEvents looks each id up on its own, by the whole primary key
+// (subject, event_id). The plain "subject = $1 AND event_id = ANY($2)"
+// was kept, as a generic plan made while the ledger was nearly empty, as a
+// scan of the subject's every row with event_id as a filter: a push then
+// read the whole ledger of its subject (30 ms a batch at 30,000 events).
 func (*postgres) appliedEvents(ctx context.Context, t *Tenant, db bun.IConn, subject string, ids []string) (*sql.Rows, error) {
 	p := &pgArgs{}
-	return pgQuery(ctx, db, p, "SELECT event_id, changelog_id FROM "+t.prefix+`"_applied_events" WHERE subject = `+p.bind(subject, "text")+
-		" AND event_id = ANY("+p.bind(ids, "text[]")+")")
+	return pgQuery(ctx, db, p, "SELECT id, c FROM (SELECT e.id, (SELECT l.changelog_id FROM "+t.prefix+`"_applied_events" l`+
+		" WHERE l.subject = "+p.bind(subject, "text")+` AND l.event_id = e.id COLLATE "C") AS c FROM unnest(`+
+		p.bind(ids, "text[]")+") AS e(id)) AS a WHERE c IS NOT NULL")
 }
 
 // entriesSQL: $1 are the scopes, $2 their cursors (in the same order) and
