@@ -297,7 +297,7 @@ func (t *Tenant) keyFilter(ti *tableInfo, alias string, fields []string, keys []
 	}
 	b.WriteString(")")
 	if len(fields) > 1 {
-		b.WriteString(")")
+		b.WriteString(" AS v)") // PostgreSQL before 16 wants the alias
 	}
 	return b.String(), args
 }

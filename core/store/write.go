@@ -97,7 +97,7 @@ func (t *Tenant) supersededSQL(entries []changelog.Entry) stmt {
 		args = append(args, e.ScopeKey, e.Model, string(e.KeyPath))
 		low = min(low, e.ID)
 	}
-	b.WriteString(")) AND id < ?")
+	b.WriteString(") AS v) AND id < ?")
 	args = append(args, low)
 	return stmt{sql: b.String(), args: args}
 }
