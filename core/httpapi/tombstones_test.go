@@ -34,6 +34,9 @@ func TestTombstoneRetention(t *testing.T) {
 			ev("", "Todo", "create", todo("t1", "b1", "one")), ev("", "Todo", "create", todo("t2", "b1", "two")),
 			ev("", "Todo", "create", todo("t3", "b1", "three"))))
 		stale := e.pull(t, "audit", "u1", map[string]any{"scopeKey": "u1"}).Cursor
+		if stale == nil || !strings.HasPrefix(*stale, "c1.") {
+			t.Fatalf("a scopeKey pull's cursor in a tenant that drops tombstones: %v, want a c1. cursor carrying the reader's start", stale)
+		}
 		staleUnion := e.pull(t, "audit", "u1", map[string]any{}).Cursor
 		ok(t, e.push(t, "audit", "u1", ev("", "Todo", "delete", todo("t1", "b1", "one")), ev("", "Todo", "delete", todo("t2", "b1", "two"))))
 		caughtUp := e.pullAll(t, "audit", "u1")
