@@ -32,6 +32,10 @@ type Config struct {
 	RunID   string
 	Seed    uint64
 	Now     time.Time // the workload's timestamps start here; zero: now
+
+	// cpu, when set (RunServed), samples the processor time of the server
+	// and PostgreSQL around the push and the pull (Report.CPU).
+	cpu func() cpuSample
 }
 
 // Report is what a run measured and verified.
@@ -50,6 +54,9 @@ type Report struct {
 	Ratio     *Ratio           `json:"ratio,omitempty"`
 	// Server is the server syncbench started (--serve) and its memory.
 	Server *ServerReport `json:"server,omitempty"`
+	// CPU is the processor time spent per event and per entry, when
+	// syncbench started the server.
+	CPU *CPU `json:"cpu,omitempty"`
 }
 
 // Ratio is syncplane's throughput divided by the ceiling's and the
@@ -140,6 +147,7 @@ func RunServed(ctx context.Context, cfg Config, sc ServeConfig) (*Report, error)
 	cfg.URL, cfg.Tokens = srv.URL, SecretTokens(srv.Secret, "", "", 24*time.Hour)
 	p := cfg.plan()
 	rss := sampleRSS(srv.PID, 100*time.Millisecond)
+	cfg.cpu = cpuMeter(srv.PID, srv.DB == "postgres")
 	rep, err := runSync(ctx, cfg, p)
 	server := rss.finish(srv.DB)
 	if err != nil {
@@ -205,7 +213,12 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 		}
 		bodies[u] = bs
 	}
+	sample := cfg.cpu
+	if sample == nil {
+		sample = func() cpuSample { return cpuSample{} }
+	}
 	all := &latencies{}
+	cpuStart := sample()
 	start := time.Now()
 	for round := range 2 {
 		l := &latencies{}
@@ -233,6 +246,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 		}
 	}
 	rep.Push = pushStats(p.Events(-1), time.Since(start), all, c.retries)
+	cpuMid := sample()
 
 	pages := &latencies{}
 	var mu sync.Mutex
@@ -253,6 +267,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 		return nil, err
 	}
 	elapsed := time.Since(start)
+	cpuEnd := sample()
 	for _, u := range p.Users {
 		got, err := decodePages(raw[u])
 		if err != nil {
@@ -262,6 +277,9 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 		VerifyUser(rep.Verify, u, acks[u.ID], got, cfg.History)
 	}
 	rep.Pull = pullStats(entries, elapsed, pages)
+	if cfg.cpu != nil {
+		rep.CPU = cpuReport(cpuStart, cpuMid, cpuEnd, p.Events(-1), entries)
+	}
 	rep.Verified = rep.Verify.OK()
 	return rep, nil
 }

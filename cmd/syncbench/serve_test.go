@@ -115,6 +115,11 @@ func TestServeMode(t *testing.T) {
 				s.RSSPeakBytes < s.RSSStartBytes || s.RSSPeakBytes < s.RSSEndBytes || s.HWMBytes < s.RSSPeakBytes {
 				t.Errorf("server report %+v", s)
 			}
+			if c := rep.CPU; c == nil || c.ServerPushMicrosPerEvent <= 0 || c.ServerPullMicrosPerEntry <= 0 {
+				t.Errorf("server CPU %+v, want it measured", c)
+			} else if _, visible := postgresCPU(); db.Name == "postgres" && visible && (c.PostgresPushMicrosPerEvent <= 0 || c.PostgresPullMicrosPerEntry <= 0) {
+				t.Errorf("PostgreSQL CPU %+v, want it measured (its processes are visible)", c)
+			}
 			if rep.Events != cfg.plan().Events(-1) || rep.Pull.Entries != cfg.plan().Records() {
 				t.Errorf("events %d, pulled %d, want %d (a compacted changelog: each record's latest entry)", rep.Events, rep.Pull.Entries, cfg.plan().Records())
 			}

@@ -190,6 +190,18 @@ func printStandard(w io.Writer, r *StandardReport) {
 	row("server RSS peak (end) MiB", func(run *Report) string {
 		return fmt.Sprintf("%.0f (%.0f)", mib(run.Server.RSSPeakBytes), mib(run.Server.RSSEndBytes))
 	})
+	row("server CPU µs / event pushed, / entry pulled", func(run *Report) string {
+		if run.CPU == nil || run.CPU.ServerPushMicrosPerEvent == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f / %.1f", run.CPU.ServerPushMicrosPerEvent, run.CPU.ServerPullMicrosPerEntry)
+	})
+	row("PostgreSQL CPU µs / event, / entry", func(run *Report) string {
+		if run.CPU == nil || run.CPU.PostgresPushMicrosPerEvent == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f / %.1f", run.CPU.PostgresPushMicrosPerEvent, run.CPU.PostgresPullMicrosPerEntry)
+	})
 	if c := r.Ceiling; c != nil {
 		row("ceiling INSERT events/s, syncplane ×", func(run *Report) string {
 			return fmt.Sprintf("%.0f  ×%.2f", c.Insert.Push.EventsPerSec, run.Ratio.PushVsInsert)

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CPU is the processor time the server, and PostgreSQL where syncbench can
+// read it, spent on a run's push and on its pull, per pushed event and per
+// pulled entry, in microseconds (the processes' run time from /proc). Unlike
+// rates these hold on any machine, however busy. 0 means not measured: the
+// server is not syncbench's own (--serve), or not on Linux, or (for
+// PostgreSQL) the server runs on SQLite or no postgres process is visible.
+type CPU struct {
+	ServerPushMicrosPerEvent   float64 `json:"serverPushMicrosPerEvent,omitempty"`
+	ServerPullMicrosPerEntry   float64 `json:"serverPullMicrosPerEntry,omitempty"`
+	PostgresPushMicrosPerEvent float64 `json:"postgresPushMicrosPerEvent,omitempty"`
+	PostgresPullMicrosPerEntry float64 `json:"postgresPullMicrosPerEntry,omitempty"`
+}
+
+// cpuSample is the processor time used so far by the server and by every
+// postgres process (ok false where it could not be read).
+type cpuSample struct {
+	server, postgres     time.Duration
+	serverOK, postgresOK bool
+}
+
+// cpuMeter samples the CPU of the server process pid and, when withPG, of
+// the machine's postgres processes.
+func cpuMeter(pid int, withPG bool) func() cpuSample {
+	return func() cpuSample {
+		var s cpuSample
+		s.server, s.serverOK = procCPU(pid)
+		if withPG {
+			s.postgres, s.postgresOK = postgresCPU()
+		}
+		return s
+	}
+}
+
+// cpuReport turns samples taken before the push, between push and pull and
+// after the pull into the per-event and per-entry figures.
+func cpuReport(before, mid, after cpuSample, events, entries int) *CPU {
+	per := func(d time.Duration, n int) float64 {
+		if n <= 0 || d < 0 {
+			return 0
+		}
+		return float64(d.Microseconds()) / float64(n)
+	}
+	c := &CPU{}
+	if before.serverOK && mid.serverOK && after.serverOK {
+		c.ServerPushMicrosPerEvent = per(mid.server-before.server, events)
+		c.ServerPullMicrosPerEntry = per(after.server-mid.server, entries)
+	}
+	if before.postgresOK && mid.postgresOK && after.postgresOK {
+		c.PostgresPushMicrosPerEvent = per(mid.postgres-before.postgres, events)
+		c.PostgresPullMicrosPerEntry = per(after.postgres-mid.postgres, entries)
+	}
+	return c
+}
+
+// clockTicks is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const clockTicks = 100
+
+// procCPU is the processor time pid has used: the sum of its threads'
+// run time in /proc/<pid>/task/*/schedstat (nanoseconds), else user plus
+// system time from /proc/<pid>/stat (10 ms ticks).
+func procCPU(pid int) (time.Duration, bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	tasks, _ := filepath.Glob(dir + "/task/[0-9]*/schedstat")
+	var sum time.Duration
+	n := 0
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		sum += time.Duration(ns)
+		n++
+	}
+	if n > 0 {
+		return sum, true
+	}
+	b, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	_, d, err := parseStat(string(b))
+	return d, err == nil
+}
+
+// parseStat reads the command name and the user plus system time of one
+// /proc/<pid>/stat line. The name is in parentheses and may hold spaces
+// and parentheses itself, so the fields are counted from the last ')'.
+func parseStat(line string) (comm string, cpu time.Duration, err error) {
+	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if open < 0 || end < open {
+		return "", 0, fmt.Errorf("stat line %.40q: no command name", line)
+	}
+	f := strings.Fields(line[end+1:])
+	// After the name: state (3), ppid (4), … utime (14), stime (15).
+	if len(f) < 13 {
+		return "", 0, fmt.Errorf("stat line %.40q: %d fields after the name", line, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", 0, fmt.Errorf("stat line %.40q: utime %q, stime %q", line, f[11], f[12])
+	}
+	return line[open+1 : end], time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// postgresCPU sums the user plus system time of every process named
+// postgres that /proc shows (the server's backends, its background
+// workers and the postmaster; on a machine of its own, what PostgreSQL
+// spent). ok is false when there is none.
+func postgresCPU() (time.Duration, bool) {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var sum time.Duration
+	found := false
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // it exited meanwhile
+		}
+		if comm, _, err := parseStat(string(b)); err != nil || comm != "postgres" {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if d, ok := procCPU(pid); ok {
+			sum += d
+			found = true
+		}
+	}
+	return sum, found
+}
