@@ -291,22 +291,21 @@ func waitStop(ctx context.Context) <-chan struct{} {
 // and the cursor stands at the last entry the page took (or passed over).
 func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (*Response, error) {
 	after := make(map[string]string, len(scopes))
-	var started []string // the scopes read from a position, not from the beginning
 	for _, sc := range scopes {
 		after[sc] = cur.after(sc)
-		if after[sc] != "" {
-			started = append(started, sc)
-		}
 	}
-	from := maps.Clone(after)
-	if cur.empty() && s.store.DropsTombstones() {
-		// A reader starting from empty: its cursors say since when (see
-		// cursor.since).
-		start, err := changelog.Next("", time.Now())
-		if err != nil {
-			return nil, err
+	var from map[string]string // where the page starts, when tombstones may have been dropped
+	if s.store.DropsTombstones() {
+		from = maps.Clone(after)
+		if cur.empty() {
+			// A reader starting from empty: its cursors say since when
+			// (see cursor.since).
+			start, err := changelog.Next("", time.Now())
+			if err != nil {
+				return nil, err
+			}
+			cur.pos = map[string]string{"": start}
 		}
-		cur.pos = map[string]string{"": start}
 	}
 	budget := s.limits.PageBytes
 	if budget <= 0 {
@@ -382,7 +381,7 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 			break
 		}
 	}
-	if err := s.checkHorizons(ctx, started, from, cur.since()); err != nil {
+	if err := s.checkHorizons(ctx, from, cur.since()); err != nil {
 		return nil, err
 	}
 	if len(read) == 0 {
@@ -402,7 +401,8 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 }
 
 // checkHorizons fails with ErrGone when the position a page started from
-// in one of scopes is behind a tombstone dropped there that the reader may
+// (from, by scope; "" for a scope read from its beginning, which needs no
+// tombstone) is behind a tombstone dropped there that the reader may
 // have needed: one written after the reader began (since; "" when its
 // cursor does not say, and then every dropped tombstone counts). A reader
 // that began from an empty cursor after a tombstone was written never had
@@ -413,10 +413,17 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 // It runs after the page is read: a tombstone is dropped in the same
 // transaction that moves its scope's horizon, so a page that missed a
 // dropped tombstone sees the horizon that says so.
-func (s *Service) checkHorizons(ctx context.Context, scopes []string, from map[string]string, since string) error {
+func (s *Service) checkHorizons(ctx context.Context, from map[string]string, since string) error {
+	var scopes []string
+	for sc, id := range from {
+		if id != "" {
+			scopes = append(scopes, sc)
+		}
+	}
 	if len(scopes) == 0 {
 		return nil
 	}
+	slices.Sort(scopes) // the first scope behind its horizon is named, the same every time
 	horizons, err := s.store.Horizons(ctx, scopes)
 	if err != nil {
 		return err

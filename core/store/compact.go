@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/syncdata"
 )
@@ -100,15 +102,9 @@ func (t *Tenant) Compact(ctx context.Context, opt CompactOptions) (CompactReport
 		}
 	}
 	if keep := time.Duration(t.tombstones.Load()); keep > 0 {
-		for {
-			n, err := t.DropTombstones(ctx, time.Now().Add(-keep), 1000)
-			if err != nil {
-				return rep, err
-			}
-			rep.Tombstones += n
-			if n < 1000 {
-				break
-			}
+		var err error
+		if rep.Tombstones, err = inBatches(ctx, t.DropTombstones, time.Now().Add(-keep), 0); err != nil {
+			return rep, err
 		}
 	}
 	if _, err := t.db.ExecContext(ctx, "DELETE FROM "+t.prefix+`"_meta" WHERE key = 'compaction'`); err != nil {
@@ -192,7 +188,7 @@ func (t *Tenant) DropTombstones(ctx context.Context, before time.Time, limit int
 	if err != nil {
 		return 0, classify(err)
 	}
-	var ids []any
+	var ids []string
 	horizon := map[string]string{}
 	for rows.Next() {
 		var id, sc string
@@ -209,7 +205,7 @@ func (t *Tenant) DropTombstones(ctx context.Context, before time.Time, limit int
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	res, err := tx.ExecContext(ctx, "DELETE FROM "+cl+" WHERE id IN ("+placeholders(len(ids))+")", ids...)
+	res, err := tx.ExecContext(ctx, "DELETE FROM "+cl+" WHERE id IN (?)", bun.In(ids))
 	if err != nil {
 		return 0, classify(err)
 	}
@@ -238,12 +234,8 @@ func (t *Tenant) Horizons(ctx context.Context, scopes []string) (map[string]stri
 	}
 	out := map[string]string{}
 	for chunk := range slices.Chunk(scopes, 500) {
-		args := make([]any, len(chunk))
-		for i, sc := range chunk {
-			args[i] = sc
-		}
-		rows, err := t.db.QueryContext(ctx, "SELECT scope_key, dropped_through FROM "+t.prefix+`"_tombstone_horizons" WHERE scope_key IN (`+
-			placeholders(len(chunk))+")", args...)
+		rows, err := t.db.QueryContext(ctx, "SELECT scope_key, dropped_through FROM "+t.prefix+`"_tombstone_horizons" WHERE scope_key IN (?)`,
+			bun.In(chunk))
 		if err != nil {
 			return nil, classify(err)
 		}
@@ -265,6 +257,3 @@ func (t *Tenant) Horizons(ctx context.Context, scopes []string) (map[string]stri
 // DropsTombstones reports whether the tenant drops tombstones past a
 // retention, or had dropped some when it was opened.
 func (t *Tenant) DropsTombstones() bool { return t.tombstones.Load() > 0 || t.hadHorizons.Load() }
-
-// placeholders is "?, ?, …", n of them.
-func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }

@@ -66,21 +66,26 @@ func (t *Tenant) prune(ctx context.Context, now time.Time, keep, tombs time.Dura
 	ctx, cancel := context.WithTimeout(ctx, pruneTimeout)
 	defer cancel()
 	if keep > 0 {
-		for range pruneBatches {
-			n, err := t.PruneLedger(ctx, now.Add(-keep), pruneBatch)
-			if err != nil || n < pruneBatch {
-				break
-			}
-		}
+		_, _ = inBatches(ctx, t.PruneLedger, now.Add(-keep), pruneBatches)
 	}
 	if tombs > 0 {
-		for range pruneBatches {
-			n, err := t.DropTombstones(ctx, now.Add(-tombs), pruneBatch)
-			if err != nil || n < pruneBatch {
-				break
-			}
+		_, _ = inBatches(ctx, t.DropTombstones, now.Add(-tombs), pruneBatches)
+	}
+}
+
+// inBatches runs del (PruneLedger, DropTombstones) with pruneBatch rows at
+// a time until one deletes fewer or most have run (0: no bound), and
+// returns how many rows it deleted.
+func inBatches(ctx context.Context, del func(context.Context, time.Time, int) (int64, error), before time.Time, most int) (int64, error) {
+	var total int64
+	for i := 0; most <= 0 || i < most; i++ {
+		n, err := del(ctx, before, pruneBatch)
+		total += n
+		if err != nil || n < pruneBatch {
+			return total, err
 		}
 	}
+	return total, nil
 }
 
 // PruneLedger deletes up to limit rows of the _applied_events ledger that
