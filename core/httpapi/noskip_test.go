@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/syncplane/syncplane/core/pull"
 	"github.com/syncplane/syncplane/core/storetest"
 )
 
@@ -51,78 +52,99 @@ func noSkipRound(t *testing.T, e *env, servers []string, tenant, sub string, byS
 	)
 	ok(t, e.push(t, tenant, sub, ev("", "User", "create", user(sub)), ev("", "Board", "create", board(sub+"-b", sub, "b"))))
 
-	acked := make(chan string, writers*batches*perPush)
-	var wg sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := 0; b < batches; b++ {
-				events := make([]map[string]any, perPush)
-				for i := range events {
-					id := fmt.Sprintf("%s-t-%d-%d-%d", sub, w, b, i)
-					events[i] = ev("", "Todo", "create", todo(id, sub+"-b", id))
-				}
-				for _, r := range pushTo(t, servers[(w+b)%2], tenant, sub, events...) {
-					if r.Error != nil {
-						t.Errorf("event %s: %+v", r.ID, r.Error)
-						continue
-					}
-					acked <- *r.AppliedChangelogID
-				}
+	write := func(w, b int) []string {
+		events := make([]map[string]any, perPush)
+		for i := range events {
+			id := fmt.Sprintf("%s-t-%d-%d-%d", sub, w, b, i)
+			events[i] = ev("", "Todo", "create", todo(id, sub+"-b", id))
+		}
+		var ids []string
+		for _, r := range pushTo(t, servers[(w+b)%2], tenant, sub, events...) {
+			if r.Error != nil {
+				t.Errorf("event %s: %+v", r.ID, r.Error)
+				continue
 			}
-		}()
+			ids = append(ids, *r.AppliedChangelogID)
+		}
+		return ids
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-
-	seen := map[string]int{}
-	var order []string
 	base := map[string]any{"limit": 7}
 	if byScope {
 		base["scopeKey"] = sub
 	}
 	cursor := maps.Clone(base)
-	follow := func(srv string) int {
-		page := pullFrom(t, srv, tenant, sub, cursor)
-		for _, l := range page.LogsWithRecords {
-			seen[l.ID]++
-			order = append(order, l.ID)
-		}
+	read := func(i int) []string {
+		page := pullFrom(t, servers[i%2], tenant, sub, cursor)
 		if page.Cursor != nil {
 			cursor = maps.Clone(base)
 			cursor["lastChangelogId"] = *page.Cursor
 		}
-		return len(page.LogsWithRecords)
+		return pageIDs(page)
 	}
+	acked, order := followWhileWriting(t, writers, batches, write, read)
+	seen := map[string]int{}
+	for _, id := range order {
+		seen[id]++
+	}
+	for _, id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("acknowledged id %s seen %d times", id, seen[id])
+		}
+	}
+	if len(acked) != writers*batches*perPush {
+		t.Errorf("%d acknowledged events, want %d", len(acked), writers*batches*perPush)
+	}
+	for j := 1; j < len(order); j++ {
+		if order[j] <= order[j-1] {
+			t.Fatalf("reader saw %s after %s", order[j], order[j-1])
+		}
+	}
+	if len(order) != len(acked)+2 {
+		t.Errorf("reader saw %d entries, want %d", len(order), len(acked)+2)
+	}
+}
+
+// followWhileWriting runs writers goroutines, each calling write(w, b) for
+// b below batches (it returns the changelog ids the push acknowledged),
+// while one reader calls read(i) with i counting up (it returns the ids of
+// one page); once the writers are done, the reader reads on until a page
+// is empty. It returns every acknowledged id and the ids read, in order.
+func followWhileWriting(t *testing.T, writers, batches int, write func(w, b int) []string, read func(i int) []string) (acked, order []string) {
+	t.Helper()
+	ids := make(chan []string, writers*batches)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for b := range batches {
+				ids <- write(w, b)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
 	for i := 0; ; i++ {
 		select {
 		case <-done:
-			for follow(servers[i%2]) > 0 {
+			for page := read(i); len(page) > 0; page = read(i) {
+				order = append(order, page...)
 				i++
 			}
-			close(acked)
-			n := 0
-			for id := range acked {
-				n++
-				if seen[id] != 1 {
-					t.Errorf("acknowledged id %s seen %d times", id, seen[id])
-				}
+			close(ids)
+			for batch := range ids {
+				acked = append(acked, batch...)
 			}
-			if n != writers*batches*perPush {
-				t.Errorf("%d acknowledged events, want %d", n, writers*batches*perPush)
-			}
-			for j := 1; j < len(order); j++ {
-				if order[j] <= order[j-1] {
-					t.Fatalf("reader saw %s after %s", order[j], order[j-1])
-				}
-			}
-			if len(order) != n+2 {
-				t.Errorf("reader saw %d entries, want %d", len(order), n+2)
-			}
-			return
+			return acked, order
 		default:
-			follow(servers[i%2])
+			order = append(order, read(i)...)
 		}
 	}
+}
+
+// pageIDs are the ids of a page's entries.
+func pageIDs(page pull.Response) []string {
+	ids := make([]string, len(page.LogsWithRecords))
+	for i, l := range page.LogsWithRecords {
+		ids[i] = l.ID
+	}
+	return ids
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -394,88 +393,68 @@ func TestUnionPullManyScopesConcurrentWriters(t *testing.T) {
 func unionStress(t *testing.T, servers []string, writer, reader string, parents []string, before int) {
 	t.Helper()
 	const writers, batches, perPush = 6, 15, 5
-	acked := make(chan string, writers*batches*perPush)
-	var wg sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := 0; b < batches; b++ {
-				events := make([]map[string]any, perPush)
-				for i := range events {
-					parent := parents[(w+len(parents)/writers*w+b*7+i*13)%len(parents)]
-					events[i] = ev("", "Task", "create", task(fmt.Sprintf("cw-%d-%d-%d", w, b, i), parent))
-				}
-				code, body, _ := post(t, servers[(w+b)%2]+"/v1/tenants/teams/push", writer, map[string]any{"events": events})
-				if code != 200 {
-					t.Errorf("push: %d %s", code, body)
-					return
-				}
-				var res []push.Result
-				must(t, jsonUnmarshal(body, &res))
-				for _, r := range res {
-					if r.Error != nil {
-						t.Errorf("event %s: %+v", r.ID, r.Error)
-						continue
-					}
-					acked <- *r.AppliedChangelogID
-				}
+	write := func(w, b int) []string {
+		events := make([]map[string]any, perPush)
+		for i := range events {
+			parent := parents[(w+len(parents)/writers*w+b*7+i*13)%len(parents)]
+			events[i] = ev("", "Task", "create", task(fmt.Sprintf("cw-%d-%d-%d", w, b, i), parent))
+		}
+		code, body, _ := post(t, servers[(w+b)%2]+"/v1/tenants/teams/push", writer, map[string]any{"events": events})
+		if code != 200 {
+			t.Errorf("push: %d %s", code, body)
+			return nil
+		}
+		var res []push.Result
+		must(t, jsonUnmarshal(body, &res))
+		var ids []string
+		for _, r := range res {
+			if r.Error != nil {
+				t.Errorf("event %s: %+v", r.ID, r.Error)
+				continue
 			}
-		}()
+			ids = append(ids, *r.AppliedChangelogID)
+		}
+		return ids
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	seen := map[string]int{}
 	req := map[string]any{"limit": 9}
 	maxCursor := 0
-	follow := func(i int) int {
+	read := func(i int) []string {
 		code, body, _ := post(t, servers[i%2]+"/v1/tenants/teams/pull", reader, req)
 		if code != 200 {
 			t.Fatalf("pull: %d %s", code, body)
 		}
 		var page pull.Response
 		must(t, jsonUnmarshal(body, &page))
-		for _, l := range page.LogsWithRecords {
-			seen[l.ID]++
-		}
 		if page.Cursor != nil {
 			req = map[string]any{"limit": 9, "lastChangelogId": *page.Cursor}
 			maxCursor = max(maxCursor, len(*page.Cursor))
 		}
-		return len(page.LogsWithRecords)
+		return pageIDs(page)
 	}
-	for i := 0; ; i++ {
-		select {
-		case <-done:
-			for follow(i) > 0 {
-				i++
-			}
-			close(acked)
-			n := 0
-			for id := range acked {
-				n++
-				if seen[id] != 1 {
-					t.Errorf("acknowledged id %s seen %d times", id, seen[id])
-				}
-			}
-			for id, c := range seen {
-				if c != 1 {
-					t.Errorf("id %s seen %d times", id, c)
-				}
-			}
-			if n != writers*batches*perPush {
-				t.Errorf("%d acknowledged, want %d", n, writers*batches*perPush)
-			}
-			if before > 0 && len(seen) != before+n {
-				t.Errorf("the reader saw %d entries, want %d before and %d new", len(seen), before, n)
-			}
-			if maxCursor > 4096 {
-				t.Errorf("the cursor grew to %d bytes", maxCursor)
-			}
-			return
-		default:
-			follow(i)
+	acked, order := followWhileWriting(t, writers, batches, write, read)
+	seen := map[string]int{}
+	for _, id := range order {
+		seen[id]++
+	}
+	for _, id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("acknowledged id %s seen %d times", id, seen[id])
 		}
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("id %s seen %d times", id, c)
+		}
+	}
+	n := len(acked)
+	if n != writers*batches*perPush {
+		t.Errorf("%d acknowledged, want %d", n, writers*batches*perPush)
+	}
+	if before > 0 && len(seen) != before+n {
+		t.Errorf("the reader saw %d entries, want %d before and %d new", len(seen), before, n)
+	}
+	if maxCursor > 4096 {
+		t.Errorf("the cursor grew to %d bytes", maxCursor)
 	}
 }
 
