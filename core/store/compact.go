@@ -12,7 +12,6 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/syncplane/syncplane/core/schema"
-	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // CompactReport says what one compaction of a tenant's changelog found
@@ -79,10 +78,9 @@ func (t *Tenant) Compact(ctx context.Context, opt CompactOptions) (CompactReport
 		if !end {
 			q, args = fmt.Sprintf(superseded, " AND c.id <= ?"), []any{lo, hi}
 		}
+		// Outside a transaction: a dead pooled connection is replaced and
+		// the statement run again by the pool itself (retryConnector).
 		res, err := t.db.ExecContext(ctx, q, args...)
-		if errors.Is(classify(err), syncdata.ErrTransient) { // a dropped connection: once more
-			res, err = t.db.ExecContext(ctx, q, args...)
-		}
 		if err != nil {
 			return rep, classify(err)
 		}
