@@ -25,6 +25,8 @@ type StandardConfig struct {
 	PostgresURL string   // PostgreSQL server (scratch databases); empty: SQLite only, no ceiling nor reference
 	DBs         []string // "sqlite", "postgres"
 	Workload    Config   // sizes; URL, tokens and run id are set per run
+	NoReference bool     // skip the reference design (its two passes take minutes)
+	ServerEnv   []string // more KEY=VALUE settings for the servers, e.g. SYNCPLANE_ADMIN_ADDR to profile them
 }
 
 // StandardReport is what `syncbench standard` measured.
@@ -71,7 +73,7 @@ func RunStandard(ctx context.Context, sc StandardConfig, progress io.Writer) (*S
 	rep := &StandardReport{Users: w.Users, BoardsPerUser: w.BoardsPerUser, TodosPerBoard: w.TodosPerBoard,
 		Batch: w.Batch, Clients: w.Clients, PullLimit: w.PullLimit, Server: server, History: w.History}
 	for _, db := range sc.DBs {
-		serve := ServeConfig{Bin: sc.Bin}
+		serve := ServeConfig{Bin: sc.Bin, Env: sc.ServerEnv}
 		switch db {
 		case "sqlite":
 		case "postgres":
@@ -105,9 +107,11 @@ func RunStandard(ctx context.Context, sc StandardConfig, progress io.Writer) (*S
 		if rep.Ceiling, err = RunCeiling(ctx, dsn, p, w.Batch, w.Clients, w.PullLimit); err != nil {
 			return nil, fmt.Errorf("ceiling: %w", err)
 		}
-		fmt.Fprintf(progress, "reference design on postgres (%d clients, then 1) …\n", w.Clients)
-		if rep.Reference, err = RunReference(ctx, dsn, p, w.Batch, w.Clients, w.PullLimit); err != nil {
-			return nil, fmt.Errorf("reference: %w", err)
+		if !sc.NoReference {
+			fmt.Fprintf(progress, "reference design on postgres (%d clients, then 1) …\n", w.Clients)
+			if rep.Reference, err = RunReference(ctx, dsn, p, w.Batch, w.Clients, w.PullLimit); err != nil {
+				return nil, fmt.Errorf("reference: %w", err)
+			}
 		}
 	}
 	rep.Verified = len(rep.Runs) > 0
@@ -140,10 +144,19 @@ func runStandard(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&sc.Workload.Clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&sc.Workload.Batch, "batch", 100, "events per push")
 	fs.BoolVar(&sc.Workload.History, "history", false, "the server keeps every changelog entry (a build before compaction, 7b77765): verify its pulls as a full history")
+	fs.Func("server-env", "KEY=VALUE for the servers' environment (repeatable), e.g. SYNCPLANE_ADMIN_ADDR=127.0.0.1:6060 to profile them", func(kv string) error {
+		if !strings.Contains(kv, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", kv)
+		}
+		sc.ServerEnv = append(sc.ServerEnv, kv)
+		return nil
+	})
+	reference := fs.Bool("reference", true, "also measure prisma-idb's reference design on PostgreSQL (minutes)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if code, done := parseFlags(fs, args, stderr); done {
 		return code
 	}
+	sc.NoReference = !*reference
 	for _, d := range strings.Split(*dbs, ",") {
 		if d = strings.TrimSpace(d); d != "" && (d != "postgres" || sc.PostgresURL != "") {
 			sc.DBs = append(sc.DBs, d)
