@@ -129,13 +129,8 @@ func (d *decider) load(ctx context.Context, items []*item, live []int) error {
 	for _, m := range order {
 		refs = append(refs, scope.Ref{Model: m, Fields: s.sch.Model(m).PrimaryKey, Keys: byModel[m]})
 	}
-	if _, err := set.Load(ctx, refs); err != nil {
+	if err := set.LoadFor(ctx, refs, payloads); err != nil {
 		return err
-	}
-	for _, m := range order {
-		if err := set.Prefetch(ctx, m, payloads[m]); err != nil {
-			return err
-		}
 	}
 	missing := map[string][]string{}
 	for _, i := range live {

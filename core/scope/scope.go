@@ -11,11 +11,20 @@ import (
 
 	"github.com/syncplane/syncplane/core/jsonscan"
 	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // Loader reads committed records of a model whose fields equal one of keys.
 type Loader interface {
 	Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error)
+}
+
+// BatchLoader is a Loader that can read several lookups at once (one
+// round trip on PostgreSQL): Set loads each level of ancestors with one
+// call.
+type BatchLoader interface {
+	Loader
+	LoadAll(ctx context.Context, refs []Ref) ([][]schema.Record, error)
 }
 
 var (
@@ -106,24 +115,16 @@ func values(r schema.Record, fields []string) ([]any, bool) {
 }
 
 // Ref names records of a model by the values of some of its fields.
-type Ref struct {
-	Model  string
-	Fields []string
-	Keys   [][]any
-}
+type Ref = syncdata.Lookup
 
 // Load fetches records in bulk and then, level by level, every ancestor
 // they reference, so that Scopes needs no further queries for them.
 func (s *Set) Load(ctx context.Context, refs []Ref) ([]schema.Record, error) {
 	var loaded []schema.Record
 	for len(refs) > 0 {
-		var next []schema.Record
-		for _, ref := range refs {
-			recs, err := s.fetch(ctx, ref)
-			if err != nil {
-				return nil, err
-			}
-			next = append(next, recs...)
+		next, err := s.fetch(ctx, refs)
+		if err != nil {
+			return nil, err
 		}
 		loaded = append(loaded, next...)
 		refs = s.parentRefs(next, nil)
@@ -134,8 +135,19 @@ func (s *Set) Load(ctx context.Context, refs []Ref) ([]schema.Record, error) {
 // Prefetch loads the ancestors referenced by the given records of model
 // (for example the payloads of a push batch).
 func (s *Set) Prefetch(ctx context.Context, model string, recs []schema.Record) error {
-	byModel := map[string][]schema.Record{model: recs}
-	_, err := s.Load(ctx, s.parentRefs(nil, byModel))
+	return s.LoadFor(ctx, nil, map[string][]schema.Record{model: recs})
+}
+
+// LoadFor is Load of refs together with the ancestors that the records of
+// byModel (by model name, for example a push batch's payloads) reference:
+// the first level of both is one call of a BatchLoader.
+func (s *Set) LoadFor(ctx context.Context, refs []Ref, byModel map[string][]schema.Record) error {
+	for _, ref := range refs {
+		for _, k := range ref.Keys {
+			s.remember(ref.Model, lookupKey(ref.Fields, k), nil) // pending: not a parent to look up again
+		}
+	}
+	_, err := s.Load(ctx, append(refs, s.parentRefs(nil, byModel)...))
 	return err
 }
 
@@ -203,25 +215,48 @@ func (s *Set) remember(model, lk string, r schema.Record) {
 	s.known[model][lk] = r
 }
 
-func (s *Set) fetch(ctx context.Context, ref Ref) ([]schema.Record, error) {
-	m := s.sch.Model(ref.Model)
-	var out []schema.Record
-	for start := 0; start < len(ref.Keys); start += 500 {
-		keys := ref.Keys[start:min(start+500, len(ref.Keys))]
-		for _, k := range keys {
-			s.remember(ref.Model, lookupKey(ref.Fields, k), nil)
+// fetchChunk bounds the keys of one lookup.
+const fetchChunk = 500
+
+// fetch loads refs, in chunks of fetchChunk keys, and remembers what it
+// found and what it did not; all at once when the loader can.
+func (s *Set) fetch(ctx context.Context, refs []Ref) ([]schema.Record, error) {
+	var chunks []Ref
+	for _, ref := range refs {
+		for start := 0; start < len(ref.Keys); start += fetchChunk {
+			keys := ref.Keys[start:min(start+fetchChunk, len(ref.Keys))]
+			for _, k := range keys {
+				s.remember(ref.Model, lookupKey(ref.Fields, k), nil)
+			}
+			chunks = append(chunks, Ref{Model: ref.Model, Fields: ref.Fields, Keys: keys})
 		}
-		recs, err := s.loader.Load(ctx, ref.Model, ref.Fields, keys)
-		if err != nil {
+	}
+	var got [][]schema.Record
+	if bl, ok := s.loader.(BatchLoader); ok && len(chunks) > 1 {
+		var err error
+		if got, err = bl.LoadAll(ctx, chunks); err != nil {
 			return nil, err
 		}
-		for _, r := range recs {
-			vals, _ := values(r, ref.Fields)
-			s.remember(ref.Model, lookupKey(ref.Fields, vals), r)
-			if pk, ok := values(r, m.PrimaryKey); ok {
-				s.remember(ref.Model, lookupKey(m.PrimaryKey, pk), r)
+	} else {
+		got = make([][]schema.Record, len(chunks))
+		for i, c := range chunks {
+			recs, err := s.loader.Load(ctx, c.Model, c.Fields, c.Keys)
+			if err != nil {
+				return nil, err
 			}
-			r[modelKey] = ref.Model
+			got[i] = recs
+		}
+	}
+	var out []schema.Record
+	for i, c := range chunks {
+		m := s.sch.Model(c.Model)
+		for _, r := range got[i] {
+			vals, _ := values(r, c.Fields)
+			s.remember(c.Model, lookupKey(c.Fields, vals), r)
+			if pk, ok := values(r, m.PrimaryKey); ok {
+				s.remember(c.Model, lookupKey(m.PrimaryKey, pk), r)
+			}
+			r[modelKey] = c.Model
 			out = append(out, r)
 		}
 	}
@@ -252,7 +287,7 @@ func (s *Set) find(ctx context.Context, m *schema.Model, fields []string, vals [
 	lk := lookupKey(fields, vals)
 	r, known := s.known[m.Name][lk]
 	if !known {
-		recs, err := s.fetch(ctx, Ref{Model: m.Name, Fields: fields, Keys: [][]any{vals}})
+		recs, err := s.fetch(ctx, []Ref{{Model: m.Name, Fields: fields, Keys: [][]any{vals}}})
 		if err != nil {
 			return nil, err
 		}

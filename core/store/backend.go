@@ -76,9 +76,9 @@ type backend interface {
 
 	// apply is Tx.Apply.
 	apply(ctx context.Context, x *Tx, writes []syncdata.Write, entries []changelog.Entry, heads map[string]string, applied syncdata.Applied) error
-	// lockScopes is Tx.LockScopes' statement: it returns rows of
-	// (scope_key, last_id).
-	lockScopes(ctx context.Context, x *Tx, scopes []string) (*sql.Rows, error)
+	// lockScopes is Tx.LockScopes' statement: it returns each scope's
+	// last id.
+	lockScopes(ctx context.Context, x *Tx, scopes []string) (map[string]string, error)
 	// queryKeys runs q (a SELECT of ti's records, aliased alias) restricted
 	// to the records whose fields equal one of keys.
 	queryKeys(ctx context.Context, t *Tenant, db bun.IConn, q string, ti *tableInfo, alias string, fields []string, keys [][]any) (*sql.Rows, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -51,9 +52,33 @@ func (c *retryConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 	return tx, err
 }
 
+// simple makes a statement without an execution mode of its own run in
+// the simple protocol (one round trip, no statement cached): bun renders
+// arguments into the SQL text, so nearly every statement is unique. The
+// pool's default mode, which caches prepared statements, is for the
+// statements of this package that pass their mode (prepared) or run
+// natively (pgTx).
+func simple(args []driver.NamedValue) []driver.NamedValue {
+	if len(args) > 0 {
+		if _, ok := args[0].Value.(pgx.QueryExecMode); ok {
+			return args
+		}
+	}
+	return append([]driver.NamedValue{{Ordinal: 1, Value: pgx.QueryExecModeSimpleProtocol}}, renumber(args)...)
+}
+
+func renumber(args []driver.NamedValue) []driver.NamedValue {
+	out := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		a.Ordinal = i + 2
+		out[i] = a
+	}
+	return out
+}
+
 func (c *retryConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	idle := c.idle()
-	rows, err := c.Conn.QueryContext(ctx, query, args)
+	rows, err := c.Conn.QueryContext(ctx, query, simple(args))
 	if err != nil && idle && c.lost(ctx, err) {
 		return nil, driver.ErrBadConn
 	}
@@ -62,7 +87,7 @@ func (c *retryConn) QueryContext(ctx context.Context, query string, args []drive
 
 func (c *retryConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	idle := c.idle()
-	res, err := c.Conn.ExecContext(ctx, query, args)
+	res, err := c.Conn.ExecContext(ctx, query, simple(args))
 	if err != nil && idle && c.lost(ctx, err) {
 		return nil, driver.ErrBadConn
 	}

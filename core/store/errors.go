@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -87,7 +88,8 @@ func classify(err error) error {
 //     EHOSTUNREACH, ENETUNREACH.
 //   - A connection that broke under the statement: io.ErrUnexpectedEOF,
 //     driver.ErrBadConn, sql.ErrConnDone, ECONNRESET, EPIPE (transient).
-//   - database/sql's error for a closed *sql.DB (the store was closed).
+//   - database/sql's error for a closed *sql.DB and pgxpool's for a closed
+//     pool (the store was closed).
 //   - context.DeadlineExceeded: the database did not answer in time.
 //     context.Canceled is not: the client went away.
 //   - SQLite's result codes (*sqlite.Error, primary code): SQLITE_BUSY and
@@ -125,7 +127,7 @@ func unavailable(err error) (transient, missing, ok bool) {
 	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
-	if errors.Is(err, errDBClosed) || errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+	if errors.Is(err, errDBClosed) || errors.Is(err, puddle.ErrClosedPool) || errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ETIMEDOUT) ||
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 		return false, false, true

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -46,13 +47,65 @@ var prepared any = pgx.QueryExecModeCacheStatement
 type pgArgs struct{ args []any }
 
 // bind adds v and returns its placeholder, cast to typ when typ is set.
+// A slice of strings travels as one array literal (arrayLiteral).
 func (p *pgArgs) bind(v any, typ string) string {
+	switch x := v.(type) {
+	case []string:
+		v = arrayLiteral(len(x), func(i int) (string, bool) { return x[i], true })
+	case []*string:
+		v = arrayLiteral(len(x), func(i int) (string, bool) {
+			if x[i] == nil {
+				return "", false
+			}
+			return *x[i], true
+		})
+	}
 	p.args = append(p.args, v)
 	ph := "$" + strconv.Itoa(len(p.args))
 	if typ != "" {
 		ph += "::" + typ
 	}
 	return ph
+}
+
+// arrayLiteral renders n strings (el returns false for NULL) as a
+// PostgreSQL array literal, {"a","b\"c",NULL}: one text parameter that the
+// server parses, where pgx would encode a []string element by element,
+// boxing each into an interface (an allocation per element).
+func arrayLiteral(n int, el func(int) (string, bool)) string {
+	size := 2
+	for i := range n {
+		s, _ := el(i)
+		size += len(s) + 3
+	}
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		s, ok := el(i)
+		if !ok {
+			b.WriteString("NULL")
+			continue
+		}
+		b.WriteByte('"')
+		for start := 0; ; {
+			j := strings.IndexAny(s[start:], `"\`)
+			if j < 0 {
+				b.WriteString(s[start:])
+				break
+			}
+			b.WriteString(s[start : start+j])
+			b.WriteByte('\\')
+			b.WriteByte(s[start+j])
+			start += j + 1
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 func (p *pgArgs) all() []any { return append([]any{prepared}, p.args...) }
@@ -312,7 +365,8 @@ func (t *Tenant) pgHeads(p *pgArgs, heads map[string]string) string {
 		" RETURNING scope_key, last_id) SELECT pg_notify('" + NotifyChannel + "', " + p.bind(t.id, "text") + " || '|' || scope_key || '|' || last_id) FROM h"
 }
 
-// pgApply is Apply on PostgreSQL: consecutive upserts go out as one
+// pgApply is Apply on PostgreSQL: it queues the statements, which go out
+// with COMMIT (pgTx). Consecutive upserts go out as one
 // statement, each delete as one of its own (a cascade does not see rows
 // written by the same statement), and the changelog entries and scope
 // heads, with the ledger rows of the applied events, join the last of
@@ -357,9 +411,7 @@ func (x *Tx) pgApply(ctx context.Context, writes []syncdata.Write, entries []cha
 		if len(parts) == 0 {
 			continue
 		}
-		if _, err := x.tx.Tx.ExecContext(ctx, combine(parts), p.all()...); err != nil {
-			return x.t.d.constraint(err)
-		}
+		x.pg.queue("write", combine(parts), p.args...)
 	}
 	return nil
 }
@@ -386,12 +438,22 @@ func combine(parts []string) string {
 }
 
 // pgLockScopes is LockScopes on PostgreSQL; rows are inserted (and so
-// locked) in the array's order, which is sorted.
-func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (*sql.Rows, error) {
+// locked) in the array's order, which is sorted. The queued BEGIN goes
+// with it when the transaction read nothing before.
+func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (map[string]string, error) {
 	p := &pgArgs{}
 	q := "INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) SELECT s, '' FROM unnest(` + p.bind(scopes, "text[]") +
 		") WITH ORDINALITY AS u(s, n) ORDER BY n ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id"
-	return x.tx.Tx.QueryContext(ctx, q, p.all()...)
+	out := make(map[string]string, len(scopes))
+	err := x.pg.read(ctx, pgRead{sql: q, args: p.args, scan: func(r pgx.Rows) error {
+		var s, last string
+		if err := r.Scan(&s, &last); err != nil {
+			return err
+		}
+		out[s] = last
+		return nil
+	}})
+	return out, err
 }
 
 // pgQuery runs a read built with p on db (a bun.Tx or *bun.DB).
@@ -411,19 +473,21 @@ func pgQuery(ctx context.Context, db bun.IConn, p *pgArgs, q string) (*sql.Rows,
 // processes through NOTIFY (see Store.Listen).
 type postgres struct {
 	platform *bun.DB
-	dsn      string // for the listening connection
+	// pool holds the connections: write transactions use them natively
+	// (pgTx), bun and everything else through database/sql on top.
+	pool *pgxpool.Pool
+	dsn  string // for the listening connection
 }
+
+// maxConns bounds the connections to PostgreSQL of one server process.
+const maxConns = 32
 
 // openPostgres connects to the PostgreSQL database at dsn.
 func openPostgres(ctx context.Context, dsn string) (*bun.DB, *postgres, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
 	}
-	// bun renders arguments into the SQL text, so every statement is
-	// unique: the simple protocol runs it in one round trip, where
-	// pgx's default would prepare (and cache) each one first.
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	// Every statement of push and pull reads through an index (keys,
 	// foreign keys, (scope_key, id)). A generic plan, which the prepared
 	// statements of this file keep after a few executions, is made once: when
@@ -431,22 +495,34 @@ func openPostgres(ctx context.Context, dsn string) (*bun.DB, *postgres, error) {
 	// the whole table looks cheapest and stays in use as the table grows.
 	// Seq scans are therefore priced out (they still run where no index
 	// applies).
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
+	cc := cfg.ConnConfig
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
 	}
-	if _, set := cfg.RuntimeParams["enable_seqscan"]; !set {
-		cfg.RuntimeParams["enable_seqscan"] = "off"
+	if _, set := cc.RuntimeParams["enable_seqscan"]; !set {
+		cc.RuntimeParams["enable_seqscan"] = "off"
 	}
-	sqldb := sql.OpenDB(retryConnector{stdlib.GetConnector(*cfg)})
-	sqldb.SetMaxOpenConns(32)
-	sqldb.SetMaxIdleConns(32)
-	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	// Native statements (pgTx) are prepared once per connection and
+	// cached; statements through database/sql run in the simple protocol
+	// unless they ask otherwise (retryConn).
+	cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	cfg.MaxConns = maxConns
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
+	}
+	// database/sql keeps no idle connections of its own: they are the
+	// pool's, so that native and database/sql users share maxConns.
+	sqldb := sql.OpenDB(retryConnector{stdlib.GetPoolConnector(pool)})
+	sqldb.SetMaxIdleConns(0)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		pool.Close()
 		return nil, nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
 	}
-	return db, &postgres{platform: db, dsn: dsn}, nil
+	return db, &postgres{platform: db, pool: pool, dsn: dsn}, nil
 }
 
 func (p *postgres) tenantDB(string) (*bun.DB, error) { return p.platform, nil }
@@ -454,6 +530,8 @@ func (p *postgres) tenantDB(string) (*bun.DB, error) { return p.platform, nil }
 // tenantPrefix: a tenant's tables live in its schema (schemaName).
 func (*postgres) tenantPrefix(id string) string { return quote(schemaName(id)) + "." }
 
+// close: the pool is closed by Store.Close, after the platform's *sql.DB
+// that borrows from it.
 func (*postgres) close() []error { return nil }
 
 func (*postgres) columnType(c Column) string {
@@ -576,7 +654,7 @@ func (*postgres) apply(ctx context.Context, x *Tx, writes []syncdata.Write, entr
 	return x.pgApply(ctx, writes, entries, heads, applied)
 }
 
-func (*postgres) lockScopes(ctx context.Context, x *Tx, scopes []string) (*sql.Rows, error) {
+func (*postgres) lockScopes(ctx context.Context, x *Tx, scopes []string) (map[string]string, error) {
 	return x.pgLockScopes(ctx, scopes)
 }
 
@@ -596,9 +674,13 @@ func (*postgres) queryKeys(ctx context.Context, _ *Tenant, db bun.IConn, q strin
 // read the whole ledger of its subject (30 ms a batch at 30,000 events).
 func (*postgres) appliedEvents(ctx context.Context, t *Tenant, db bun.IConn, subject string, ids []string) (*sql.Rows, error) {
 	p := &pgArgs{}
-	return pgQuery(ctx, db, p, "SELECT id, c FROM (SELECT e.id, (SELECT l.changelog_id FROM "+t.prefix+`"_applied_events" l`+
-		" WHERE l.subject = "+p.bind(subject, "text")+` AND l.event_id = e.id COLLATE "C") AS c FROM unnest(`+
-		p.bind(ids, "text[]")+") AS e(id)) AS a WHERE c IS NOT NULL")
+	return pgQuery(ctx, db, p, pgAppliedEventsSQL(t, p, subject, ids))
+}
+
+func pgAppliedEventsSQL(t *Tenant, p *pgArgs, subject string, ids []string) string {
+	return "SELECT id, c FROM (SELECT e.id, (SELECT l.changelog_id FROM " + t.prefix + `"_applied_events" l` +
+		" WHERE l.subject = " + p.bind(subject, "text") + ` AND l.event_id = e.id COLLATE "C") AS c FROM unnest(` +
+		p.bind(ids, "text[]") + ") AS e(id)) AS a WHERE c IS NOT NULL"
 }
 
 // entriesSQL: $1 are the scopes, $2 their cursors (in the same order) and

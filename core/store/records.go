@@ -104,14 +104,24 @@ func (t *Tenant) ScopesLike(ctx context.Context, patterns []string) ([]string, e
 }
 
 // Tx is a write transaction of one tenant. On SQLite it holds the
-// database's write lock from the start (BEGIN IMMEDIATE).
+// database's write lock from the start (BEGIN IMMEDIATE). On PostgreSQL it
+// runs over pgx's native interface and pipelines its statements (pgTx).
 type Tx struct {
 	t  *Tenant
-	tx bun.Tx
+	tx bun.Tx // SQLite
+	pg *pgTx  // PostgreSQL
 }
 
-// Begin starts a write transaction.
+// Begin starts a write transaction. On PostgreSQL nothing is sent yet:
+// BEGIN goes with the first statement.
 func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
+	if pg, ok := t.d.(*postgres); ok {
+		x, err := beginPG(ctx, pg.pool)
+		if err != nil {
+			return nil, err
+		}
+		return &Tx{t: t, pg: x}, nil
+	}
 	tx, err := t.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, classify(err)
@@ -120,9 +130,15 @@ func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
 }
 
 // Commit commits the transaction. At most once per pruneEvery per tenant
-// handle, it then prunes the ledger (see Tenant.SetLedgerRetention).
+// handle, it then prunes the ledger (see Tenant.SetLedgerRetention). On
+// PostgreSQL the writes of Apply go out with the COMMIT, and their errors
+// are Commit's.
 func (x *Tx) Commit() error {
-	if err := x.tx.Commit(); err != nil {
+	if x.pg != nil {
+		if err := x.pg.commit(); err != nil {
+			return err
+		}
+	} else if err := x.tx.Commit(); err != nil {
 		return x.t.d.constraint(err)
 	}
 	x.t.maybePrune()
@@ -131,6 +147,10 @@ func (x *Tx) Commit() error {
 
 // Rollback aborts the transaction; after Commit it does nothing.
 func (x *Tx) Rollback() error {
+	if x.pg != nil {
+		x.pg.rollback()
+		return nil
+	}
 	if err := x.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return classify(err)
 	}
@@ -139,13 +159,43 @@ func (x *Tx) Rollback() error {
 
 // Load is Tenant.Load inside the transaction.
 func (x *Tx) Load(ctx context.Context, model string, fields []string, keys [][]any) ([]schema.Record, error) {
+	if x.pg != nil {
+		recs, err := x.pgLoad(ctx, []syncdata.Lookup{{Model: model, Fields: fields, Keys: keys}})
+		if err != nil {
+			return nil, err
+		}
+		return recs[0], nil
+	}
 	return x.t.load(ctx, x.tx, model, fields, keys)
+}
+
+// LoadAll is Load for several lookups at once: one round trip on
+// PostgreSQL.
+func (x *Tx) LoadAll(ctx context.Context, lookups []syncdata.Lookup) ([][]schema.Record, error) {
+	if x.pg != nil {
+		return x.pgLoad(ctx, lookups)
+	}
+	out := make([][]schema.Record, len(lookups))
+	for i, l := range lookups {
+		recs, err := x.t.load(ctx, x.tx, l.Model, l.Fields, l.Keys)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = recs
+	}
+	return out, nil
 }
 
 // AppliedEvents maps each of ids that subject applied before to the id of
 // that event's changelog entry, from the _applied_events ledger. Another
 // subject's events never match: an event id names one subject's event.
 func (x *Tx) AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
+	if x.pg != nil {
+		if len(ids) == 0 {
+			return map[string]string{}, nil
+		}
+		return x.pgAppliedEvents(ctx, subject, ids)
+	}
 	return x.t.appliedEvents(ctx, x.tx, subject, ids)
 }
 
@@ -177,6 +227,12 @@ func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, subject string
 // LastScopes maps each of the given key paths (canonical JSON text) of
 // model to the scope of its newest changelog entry.
 func (x *Tx) LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
+	if x.pg != nil {
+		if len(keyPaths) == 0 {
+			return map[string]string{}, nil
+		}
+		return x.pgLastScopes(ctx, model, keyPaths)
+	}
 	return x.t.lastScopes(ctx, x.tx, model, keyPaths)
 }
 
@@ -211,23 +267,10 @@ func (t *Tenant) lastScopes(ctx context.Context, db bun.IConn, model string, key
 // scope's last changelog id ("" for a new scope). The locks are held until
 // the transaction ends: this is what orders changelog ids by commit.
 func (x *Tx) LockScopes(ctx context.Context, scopes []string) (map[string]string, error) {
-	out := map[string]string{}
 	if len(scopes) == 0 {
-		return out, nil
+		return map[string]string{}, nil
 	}
-	rows, err := x.t.d.lockScopes(ctx, x, scopes)
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var s, last string
-		if err := rows.Scan(&s, &last); err != nil {
-			return nil, classify(err)
-		}
-		out[s] = last
-	}
-	return out, classify(rows.Err())
+	return x.t.d.lockScopes(ctx, x, scopes)
 }
 
 // Upsert writes whole records of model, inserting or replacing by primary key.

@@ -273,7 +273,7 @@ func (*sqlite) apply(ctx context.Context, x *Tx, writes []syncdata.Write, entrie
 	return nil
 }
 
-func (*sqlite) lockScopes(ctx context.Context, x *Tx, scopes []string) (*sql.Rows, error) {
+func (*sqlite) lockScopes(ctx context.Context, x *Tx, scopes []string) (map[string]string, error) {
 	var b strings.Builder
 	args := make([]any, 0, len(scopes))
 	b.WriteString("INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) VALUES `)
@@ -285,7 +285,20 @@ func (*sqlite) lockScopes(ctx context.Context, x *Tx, scopes []string) (*sql.Row
 		args = append(args, s)
 	}
 	b.WriteString(" ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id")
-	return x.tx.QueryContext(ctx, b.String(), args...)
+	rows, err := x.tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	out := make(map[string]string, len(scopes))
+	for rows.Next() {
+		var s, last string
+		if err := rows.Scan(&s, &last); err != nil {
+			return nil, classify(err)
+		}
+		out[s] = last
+	}
+	return out, classify(rows.Err())
 }
 
 func (*sqlite) queryKeys(ctx context.Context, t *Tenant, db bun.IConn, q string, ti *tableInfo, alias string, fields []string, keys [][]any) (*sql.Rows, error) {

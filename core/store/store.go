@@ -147,7 +147,17 @@ func (s *Store) Ready(ctx context.Context) error {
 
 // DBStats are the connection pool statistics of the platform database
 // (SQLite tenant files have pools of their own, not counted here).
-func (s *Store) DBStats() sql.DBStats { return s.platform.Stats() }
+func (s *Store) DBStats() sql.DBStats {
+	pg, ok := s.b.(*postgres)
+	if !ok {
+		return s.platform.Stats()
+	}
+	// On PostgreSQL the connections are the pgx pool's (openPostgres).
+	st := pg.pool.Stat()
+	return sql.DBStats{MaxOpenConnections: int(st.MaxConns()), OpenConnections: int(st.TotalConns()),
+		InUse: int(st.AcquiredConns()), Idle: int(st.IdleConns()),
+		WaitCount: st.EmptyAcquireCount(), WaitDuration: st.EmptyAcquireWaitTime()}
+}
 
 // Close closes the platform database and every tenant database.
 func (s *Store) Close() error {
@@ -156,5 +166,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.bgWG.Wait()
 	errs := append(s.b.close(), s.platform.Close())
+	if pg, ok := s.b.(*postgres); ok {
+		pg.pool.Close()
+	}
 	return errors.Join(errs...)
 }

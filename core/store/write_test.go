@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -342,4 +343,54 @@ func twoWorkspaces(t *testing.T, e *env) (*schema.Schema, *schema.Ownership, *st
 	upsert(t, tn, "Board", schema.Record{"id": "b1", "workspaceId": "w1", "title": "One", "position": int64(1)},
 		schema.Record{"id": "b2", "workspaceId": "w2", "title": "Two", "position": int64(1)})
 	return sch, own, tn
+}
+
+// TestAwkwardStrings writes and reads back keys and values that an array
+// parameter must escape (PostgreSQL sends string columns as one array
+// literal): quotes, backslashes, braces, commas, the text NULL, the empty
+// string, spaces and non-ASCII; a null value stays null.
+func TestAwkwardStrings(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		tn := kanbanTenant(t, e.st, "acme")
+		ctx := t.Context()
+		awkward := []string{`q"uote`, `back\slash`, `\"`, `{brace}`, `a,b`, "NULL", "", " lead and trail ", "ünï ✓", `"{\,}"`}
+		var boards []schema.Record
+		var ids []any
+		for i, s := range awkward {
+			id := fmt.Sprintf("b%d%s", i, s)
+			boards = append(boards, schema.Record{"id": id, "workspaceId": "w1", "title": s, "position": int64(i)})
+			ids = append(ids, id)
+		}
+		boards[0]["title"] = `x"y`
+		err := inTx(t, tn, func(x *store.Tx) error {
+			return x.Apply(ctx, []syncdata.Write{
+				{Model: "Workspace", Upsert: []schema.Record{workspace("w1")}},
+				{Model: "Board", Upsert: boards},
+			}, nil, nil, syncdata.Applied{})
+		})
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		got := map[string]string{}
+		for _, r := range load(t, tn, "Board", "id", ids...) {
+			got[r["id"].(string)] = r["title"].(string)
+		}
+		want := map[string]string{}
+		for _, b := range boards {
+			want[b["id"].(string)] = b["title"].(string)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("boards read back (-want +got):\n%s", diff)
+		}
+		cards := []schema.Record{{"id": `c"1`, "boardId": ids[1], "title": `t\`, "assigneeWs": nil, "assigneeId": nil}}
+		if err := inTx(t, tn, func(x *store.Tx) error {
+			return x.Apply(ctx, []syncdata.Write{{Model: "Card", Upsert: cards}}, nil, nil, syncdata.Applied{})
+		}); err != nil {
+			t.Fatalf("Apply card: %v", err)
+		}
+		c := load(t, tn, "Card", "id", `c"1`)
+		if len(c) != 1 || c[0]["title"] != `t\` || c[0]["assigneeWs"] != nil || c[0]["boardId"] != ids[1] {
+			t.Errorf("card read back = %v", c)
+		}
+	})
 }

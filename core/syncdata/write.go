@@ -45,3 +45,11 @@ type AppliedEvent struct {
 	EventID     string
 	ChangelogID string
 }
+
+// Lookup names the records of Model whose Fields equal one of Keys (a
+// value per field, in order).
+type Lookup struct {
+	Model  string
+	Fields []string
+	Keys   [][]any
+}

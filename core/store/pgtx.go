@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/syncdata"
+)
+
+// pgTx is a write transaction on PostgreSQL, run over pgx's native
+// interface so that statements whose answer nobody waits for travel with
+// the next statement that needs one, as one pipelined batch (one round
+// trip): BEGIN goes out with the transaction's first read, and the writes
+// of Apply go out with COMMIT. A push batch is then three round trips in
+// the common case: BEGIN + the idempotency ledger + the records and
+// their parents, the scope locks, the writes + COMMIT (see "How a push
+// flows" in docs/architecture.md).
+//
+// Statements are prepared once per connection and cached (the pool's
+// default mode, see openPostgres), with binary parameters.
+type pgTx struct {
+	ctx  context.Context // Begin's: Commit and Rollback take none
+	pool *pgxpool.Pool
+	conn *pgxpool.Conn // nil once the transaction ended
+	// later holds statements not sent yet, whose results are only
+	// checked: BEGIN, then the writes.
+	later  pgx.Batch
+	whats  []string // what each of later is, for errors
+	begun  bool     // BEGIN was sent: ending needs COMMIT or ROLLBACK
+	failed bool     // a statement failed: the transaction is aborted
+	// deadAtBegin: the connection failed at BEGIN, so nothing of the
+	// transaction ran.
+	deadAtBegin bool
+}
+
+func beginPG(ctx context.Context, pool *pgxpool.Pool) (*pgTx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	x := &pgTx{ctx: ctx, pool: pool, conn: conn}
+	x.queue("BEGIN", "BEGIN")
+	return x, nil
+}
+
+// queue adds a statement to send with the next round trip.
+func (x *pgTx) queue(what, q string, args ...any) {
+	x.later.Queue(q, args...)
+	x.whats = append(x.whats, what)
+}
+
+// pgRead is one statement of a round trip whose rows are read by scan,
+// called once per row.
+type pgRead struct {
+	sql  string
+	args []any
+	scan func(pgx.Rows) error
+}
+
+// read sends the queued statements and reads in one round trip, and
+// scans the reads' rows in order.
+//
+// The first round trip goes once more on another connection when the
+// pooled one turns out dead at BEGIN (after a server restart, a failover
+// or pg_terminate_backend, every idle connection of the pool is closed on
+// the server's side, and the client learns it only when it sends): nothing
+// of the transaction ran, and the dead connection leaves the pool. So do
+// the next ones, up to the pool's size, as database/sql does for its
+// connections (retryConnector).
+func (x *pgTx) read(ctx context.Context, reads ...pgRead) error {
+	if x.conn == nil {
+		return errors.New("store: transaction already ended")
+	}
+	for attempt := 0; ; attempt++ {
+		b := x.later
+		for _, r := range reads {
+			b.Queue(r.sql, r.args...)
+		}
+		err := x.send(ctx, &b, x.whats, reads)
+		if err == nil || !x.deadAtBegin || !x.conn.Conn().IsClosed() || ctx.Err() != nil || attempt > maxConns {
+			x.later, x.whats = pgx.Batch{}, nil
+			return err
+		}
+		x.conn.Release() // closed: the pool drops it
+		if x.conn, err = x.pool.Acquire(ctx); err != nil {
+			x.conn = nil
+			return classify(err)
+		}
+		x.begun, x.failed, x.deadAtBegin = false, false, false
+	}
+}
+
+// send runs batch b, whose first statements are described by whats (and
+// only checked), the rest by reads.
+func (x *pgTx) send(ctx context.Context, b *pgx.Batch, whats []string, reads []pgRead) (err error) {
+	if x.failed {
+		return errors.New("store: transaction aborted by an earlier error")
+	}
+	br := x.conn.SendBatch(ctx, b)
+	x.begun = true
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = classify(cerr)
+		}
+		if err != nil {
+			x.failed = true
+		}
+	}()
+	for i, what := range whats {
+		if _, err := br.Exec(); err != nil {
+			x.deadAtBegin = i == 0 && what == "BEGIN"
+			return fmt.Errorf("%s: %w", what, pgError(err))
+		}
+	}
+	for _, r := range reads {
+		rows, err := br.Query()
+		if err != nil {
+			return classify(err)
+		}
+		for rows.Next() {
+			if err := r.scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
+}
+
+// pgError keeps a constraint violation recognisable (postgres.constraint)
+// and classifies the rest.
+func pgError(err error) error {
+	if c := (*postgres)(nil).constraint(err); c != err {
+		return c
+	}
+	return classify(err)
+}
+
+// commit sends the queued writes with COMMIT and releases the connection.
+func (x *pgTx) commit() error {
+	if x.conn == nil {
+		return errors.New("store: transaction already ended")
+	}
+	x.queue("COMMIT", "COMMIT")
+	b, whats := x.later, x.whats
+	x.later, x.whats = pgx.Batch{}, nil
+	err := x.send(x.ctx, &b, whats, nil)
+	if err != nil {
+		x.rollback()
+		return err
+	}
+	x.conn.Release()
+	x.conn = nil
+	return nil
+}
+
+// rollback ends the transaction without writing and releases the
+// connection; after commit it does nothing. A connection whose ROLLBACK
+// fails is closed, not pooled.
+func (x *pgTx) rollback() {
+	if x.conn == nil {
+		return
+	}
+	conn := x.conn
+	x.conn, x.later, x.whats = nil, pgx.Batch{}, nil
+	if x.begun && !conn.Conn().IsClosed() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			_ = conn.Conn().Close(ctx)
+		}
+	}
+	conn.Release() // pgxpool drops a closed connection or one left in a transaction
+}
+
+// pgLoad reads the records of each lookup, all in one round trip.
+func (x *Tx) pgLoad(ctx context.Context, lookups []syncdata.Lookup) ([][]schema.Record, error) {
+	out := make([][]schema.Record, len(lookups))
+	reads := make([]pgRead, 0, len(lookups))
+	for i, l := range lookups {
+		if len(l.Keys) == 0 {
+			continue
+		}
+		ti, err := x.t.info(l.Model)
+		if err != nil {
+			return nil, err
+		}
+		p := &pgArgs{}
+		where, err := pgKeyFilter(p, ti, "", l.Fields, l.Keys)
+		if err != nil {
+			return nil, err
+		}
+		sc := newRecordScanner(x.t.d, ti.table.Columns, 0)
+		reads = append(reads, pgRead{sql: "SELECT " + ti.selects + " FROM " + ti.name + " WHERE " + where, args: p.args,
+			scan: func(rows pgx.Rows) error {
+				if err := rows.Scan(sc.dest...); err != nil {
+					return fmt.Errorf("tenant %s: read %s: %w", x.t.id, l.Model, classify(err))
+				}
+				r, err := sc.read()
+				if err != nil {
+					return fmt.Errorf("tenant %s: read %s: %w", x.t.id, l.Model, err)
+				}
+				out[i] = append(out[i], r)
+				return nil
+			}})
+	}
+	if len(reads) == 0 {
+		return out, nil
+	}
+	return out, x.pg.read(ctx, reads...)
+}
+
+// pgAppliedEvents is Tx.AppliedEvents on PostgreSQL.
+func (x *Tx) pgAppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
+	p := &pgArgs{}
+	out := map[string]string{}
+	err := x.pg.read(ctx, pgRead{sql: pgAppliedEventsSQL(x.t, p, subject, ids), args: p.args, scan: func(r pgx.Rows) error {
+		var ev, id string
+		if err := r.Scan(&ev, &id); err != nil {
+			return err
+		}
+		out[ev] = id
+		return nil
+	}})
+	return out, err
+}
+
+// pgLastScopes is Tx.LastScopes on PostgreSQL.
+func (x *Tx) pgLastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
+	out := map[string]string{}
+	err := x.pg.read(ctx, pgRead{sql: "SELECT key_path, scope_key FROM " + x.t.prefix + `"_changelog" WHERE model = $1 AND key_path = ANY($2::text[]) ORDER BY id`,
+		args: []any{model, keyPaths}, scan: func(r pgx.Rows) error {
+			var kp, scope string
+			if err := r.Scan(&kp, &scope); err != nil {
+				return err
+			}
+			out[kp] = scope // ordered by id: the newest wins
+			return nil
+		}})
+	return out, err
+}
