@@ -107,29 +107,12 @@ func (d *decider) decideAll(ctx context.Context, items []*item, live []int) ([]c
 }
 
 // load fetches in bulk what deciding the batch needs: the records the
-// events touch, the ancestors of those and of the payloads, the last
-// known scope of records that deletes name, and the scopes the stored
-// records had when the batch began.
+// events touch, the ancestors of those and of the payloads (prefetch), the
+// last known scope of records that deletes name, and the scopes the
+// stored records had when the batch began.
 func (d *decider) load(ctx context.Context, items []*item, live []int) error {
-	s, set := d.s, d.set
-	byModel := map[string][][]any{}
-	payloads := map[string][]schema.Record{}
-	var order []string
-	for _, i := range live {
-		it := items[i]
-		if _, ok := byModel[it.model.Name]; !ok {
-			order = append(order, it.model.Name)
-		}
-		byModel[it.model.Name] = append(byModel[it.model.Name], it.pk)
-		if it.rec != nil {
-			payloads[it.model.Name] = append(payloads[it.model.Name], it.rec)
-		}
-	}
-	refs := make([]scope.Ref, 0, len(order))
-	for _, m := range order {
-		refs = append(refs, scope.Ref{Model: m, Fields: s.sch.Model(m).PrimaryKey, Keys: byModel[m]})
-	}
-	if err := set.LoadFor(ctx, refs, payloads); err != nil {
+	set := d.set
+	if err := d.prefetch(ctx, items, live); err != nil {
 		return err
 	}
 	missing := map[string][]string{}
@@ -170,6 +153,31 @@ func (d *decider) load(ctx context.Context, items []*item, live []int) error {
 		}
 	}
 	return nil
+}
+
+// prefetch loads the records that the events idx (indexes into items)
+// touch and the ancestors of those and of their payloads, one query per
+// model and level (one round trip per level on PostgreSQL); records
+// already in the set are not loaded again.
+func (d *decider) prefetch(ctx context.Context, items []*item, idx []int) error {
+	byModel := map[string][][]any{}
+	payloads := map[string][]schema.Record{}
+	var order []string
+	for _, i := range idx {
+		it := items[i]
+		if _, ok := byModel[it.model.Name]; !ok {
+			order = append(order, it.model.Name)
+		}
+		byModel[it.model.Name] = append(byModel[it.model.Name], it.pk)
+		if it.rec != nil {
+			payloads[it.model.Name] = append(payloads[it.model.Name], it.rec)
+		}
+	}
+	refs := make([]scope.Ref, 0, len(order))
+	for _, m := range order {
+		refs = append(refs, scope.Ref{Model: m, Fields: d.s.sch.Model(m).PrimaryKey, Keys: byModel[m]})
+	}
+	return d.set.LoadFor(ctx, refs, payloads)
 }
 
 // decide decides one event against the batch's state so far and, when

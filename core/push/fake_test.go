@@ -48,6 +48,10 @@ func (tx *fakeTx) Load(ctx context.Context, model string, fields []string, keys 
 func (tx *fakeTx) AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
 	return tx.AppliedEventsFunc(ctx, subject, ids)
 }
+func (tx *fakeTx) AppliedEventsLater(ctx context.Context, subject string, ids []string) func() (map[string]string, error) {
+	m, err := tx.AppliedEvents(ctx, subject, ids)
+	return func() (map[string]string, error) { return m, err }
+}
 func (tx *fakeTx) LastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
 	return tx.LastScopesFunc(ctx, model, keyPaths)
 }

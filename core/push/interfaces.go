@@ -32,6 +32,10 @@ type Reads interface {
 // Tx is one write transaction of a tenant.
 type Tx interface {
 	Reads
+	// AppliedEventsLater is AppliedEvents answered by the function it
+	// returns, which the store may send with the transaction's next read
+	// (one round trip fewer); the function sends it if nothing did.
+	AppliedEventsLater(ctx context.Context, subject string, ids []string) func() (map[string]string, error)
 	// LockScopes locks the scopes' head rows and returns their last ids.
 	LockScopes(ctx context.Context, scopes []string) (map[string]string, error)
 	// Apply performs the writes in order, then appends the changelog

@@ -267,11 +267,18 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 			_ = tx.Rollback()
 		}
 	}()
-	out, live, err := replays(ctx, tx, who.id, items, todo)
+	// The ledger lookup travels with the batch's records and their
+	// parents (loaded for every event: a replayed one's are not used).
+	ledger := tx.AppliedEventsLater(ctx, who.id, eventIDs(items, todo))
+	d := s.decider(who, tx)
+	if err := d.prefetch(ctx, items, todo); err != nil {
+		return nil, err
+	}
+	done, err := ledger()
 	if err != nil {
 		return nil, err
 	}
-	d := s.decider(who, tx)
+	out, live := replayed(items, todo, done)
 	changes, decided, err := d.decideAll(ctx, items, live)
 	if err != nil {
 		return nil, err
@@ -315,14 +322,25 @@ func (s *Service) applyRetrying(ctx context.Context, who *caller, items []*item,
 // their original changelog ids (nothing is written for them) and returns
 // the others. The same id from another subject is another event.
 func replays(ctx context.Context, r Reads, subject string, items []*item, todo []int) (verdicts, []int, error) {
+	done, err := r.AppliedEvents(ctx, subject, eventIDs(items, todo))
+	if err != nil {
+		return nil, nil, err
+	}
+	out, live := replayed(items, todo, done)
+	return out, live, nil
+}
+
+func eventIDs(items []*item, todo []int) []string {
 	ids := make([]string, len(todo))
 	for j, i := range todo {
 		ids[j] = items[i].ev.ID
 	}
-	done, err := r.AppliedEvents(ctx, subject, ids)
-	if err != nil {
-		return nil, nil, err
-	}
+	return ids
+}
+
+// replayed splits todo into the events found in done (event id →
+// changelog id), answered with their ids, and the others.
+func replayed(items []*item, todo []int, done map[string]string) (verdicts, []int) {
 	out := verdicts{}
 	var live []int
 	for _, i := range todo {
@@ -332,7 +350,7 @@ func replays(ctx context.Context, r Reads, subject string, items []*item, todo [
 		}
 		live = append(live, i)
 	}
-	return out, live, nil
+	return out, live
 }
 
 // applyEach is the fallback: one transaction per event. Events whose

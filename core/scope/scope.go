@@ -142,12 +142,22 @@ func (s *Set) Prefetch(ctx context.Context, model string, recs []schema.Record) 
 // byModel (by model name, for example a push batch's payloads) reference:
 // the first level of both is one call of a BatchLoader.
 func (s *Set) LoadFor(ctx context.Context, refs []Ref, byModel map[string][]schema.Record) error {
+	var want []Ref
 	for _, ref := range refs {
+		var keys [][]any
 		for _, k := range ref.Keys {
-			s.remember(ref.Model, lookupKey(ref.Fields, k), nil) // pending: not a parent to look up again
+			lk := lookupKey(ref.Fields, k)
+			if _, known := s.known[ref.Model][lk]; known {
+				continue
+			}
+			s.remember(ref.Model, lk, nil) // pending: not a parent to look up again
+			keys = append(keys, k)
+		}
+		if len(keys) > 0 {
+			want = append(want, Ref{Model: ref.Model, Fields: ref.Fields, Keys: keys})
 		}
 	}
-	_, err := s.Load(ctx, append(refs, s.parentRefs(nil, byModel)...))
+	_, err := s.Load(ctx, append(want, s.parentRefs(nil, byModel)...))
 	return err
 }
 

@@ -411,7 +411,7 @@ func (x *Tx) pgApply(ctx context.Context, writes []syncdata.Write, entries []cha
 		if len(parts) == 0 {
 			continue
 		}
-		x.pg.queue("write", combine(parts), p.args...)
+		x.pg.queue(pgStmt{what: "write", sql: combine(parts), args: p.args})
 	}
 	return nil
 }
@@ -445,7 +445,7 @@ func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (map[string]stri
 	q := "INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) SELECT s, '' FROM unnest(` + p.bind(scopes, "text[]") +
 		") WITH ORDINALITY AS u(s, n) ORDER BY n ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id"
 	out := make(map[string]string, len(scopes))
-	err := x.pg.read(ctx, pgRead{sql: q, args: p.args, scan: func(r pgx.Rows) error {
+	err := x.pg.read(ctx, pgStmt{what: "lock scopes", sql: q, args: p.args, scan: func(r pgx.Rows) error {
 		var s, last string
 		if err := r.Scan(&s, &last); err != nil {
 			return err

@@ -28,15 +28,23 @@ type pgTx struct {
 	ctx  context.Context // Begin's: Commit and Rollback take none
 	pool *pgxpool.Pool
 	conn *pgxpool.Conn // nil once the transaction ended
-	// later holds statements not sent yet, whose results are only
-	// checked: BEGIN, then the writes.
-	later  pgx.Batch
-	whats  []string // what each of later is, for errors
-	begun  bool     // BEGIN was sent: ending needs COMMIT or ROLLBACK
-	failed bool     // a statement failed: the transaction is aborted
+	// later holds the statements not sent yet: BEGIN, queued reads
+	// (readLater), the writes.
+	later  []pgStmt
+	begun  bool // BEGIN was sent: ending needs COMMIT or ROLLBACK
+	failed bool // a statement failed: the transaction is aborted
 	// deadAtBegin: the connection failed at BEGIN, so nothing of the
 	// transaction ran.
 	deadAtBegin bool
+}
+
+// pgStmt is one statement of a round trip. scan reads its rows, one call
+// per row; without scan only its success is checked.
+type pgStmt struct {
+	what string // for errors
+	sql  string
+	args []any
+	scan func(pgx.Rows) error
 }
 
 func beginPG(ctx context.Context, pool *pgxpool.Pool) (*pgTx, error) {
@@ -45,26 +53,17 @@ func beginPG(ctx context.Context, pool *pgxpool.Pool) (*pgTx, error) {
 		return nil, classify(err)
 	}
 	x := &pgTx{ctx: ctx, pool: pool, conn: conn}
-	x.queue("BEGIN", "BEGIN")
+	x.queue(pgStmt{what: "BEGIN", sql: "BEGIN"})
 	return x, nil
 }
 
 // queue adds a statement to send with the next round trip.
-func (x *pgTx) queue(what, q string, args ...any) {
-	x.later.Queue(q, args...)
-	x.whats = append(x.whats, what)
-}
+func (x *pgTx) queue(st pgStmt) { x.later = append(x.later, st) }
 
-// pgRead is one statement of a round trip whose rows are read by scan,
-// called once per row.
-type pgRead struct {
-	sql  string
-	args []any
-	scan func(pgx.Rows) error
-}
+// pending reports whether statements wait for the next round trip.
+func (x *pgTx) pending() bool { return len(x.later) > 0 }
 
-// read sends the queued statements and reads in one round trip, and
-// scans the reads' rows in order.
+// read sends the queued statements and reads in one round trip.
 //
 // The first round trip goes once more on another connection when the
 // pooled one turns out dead at BEGIN (after a server restart, a failover
@@ -73,18 +72,15 @@ type pgRead struct {
 // of the transaction ran, and the dead connection leaves the pool. So do
 // the next ones, up to the pool's size, as database/sql does for its
 // connections (retryConnector).
-func (x *pgTx) read(ctx context.Context, reads ...pgRead) error {
+func (x *pgTx) read(ctx context.Context, reads ...pgStmt) error {
 	if x.conn == nil {
 		return errors.New("store: transaction already ended")
 	}
+	stmts := append(x.later, reads...)
+	x.later = nil
 	for attempt := 0; ; attempt++ {
-		b := x.later
-		for _, r := range reads {
-			b.Queue(r.sql, r.args...)
-		}
-		err := x.send(ctx, &b, x.whats, reads)
+		err := x.send(ctx, stmts)
 		if err == nil || !x.deadAtBegin || !x.conn.Conn().IsClosed() || ctx.Err() != nil || attempt > maxConns {
-			x.later, x.whats = pgx.Batch{}, nil
 			return err
 		}
 		x.conn.Release() // closed: the pool drops it
@@ -96,13 +92,16 @@ func (x *pgTx) read(ctx context.Context, reads ...pgRead) error {
 	}
 }
 
-// send runs batch b, whose first statements are described by whats (and
-// only checked), the rest by reads.
-func (x *pgTx) send(ctx context.Context, b *pgx.Batch, whats []string, reads []pgRead) (err error) {
+// send runs stmts as one batch.
+func (x *pgTx) send(ctx context.Context, stmts []pgStmt) (err error) {
 	if x.failed {
 		return errors.New("store: transaction aborted by an earlier error")
 	}
-	br := x.conn.SendBatch(ctx, b)
+	var b pgx.Batch
+	for _, st := range stmts {
+		b.Queue(st.sql, st.args...)
+	}
+	br := x.conn.SendBatch(ctx, &b)
 	x.begun = true
 	defer func() {
 		if cerr := br.Close(); err == nil && cerr != nil {
@@ -112,26 +111,27 @@ func (x *pgTx) send(ctx context.Context, b *pgx.Batch, whats []string, reads []p
 			x.failed = true
 		}
 	}()
-	for i, what := range whats {
-		if _, err := br.Exec(); err != nil {
-			x.deadAtBegin = i == 0 && what == "BEGIN"
-			return fmt.Errorf("%s: %w", what, pgError(err))
+	for i, st := range stmts {
+		if st.scan == nil {
+			if _, err := br.Exec(); err != nil {
+				x.deadAtBegin = i == 0 && st.what == "BEGIN"
+				return fmt.Errorf("%s: %w", st.what, pgError(err))
+			}
+			continue
 		}
-	}
-	for _, r := range reads {
 		rows, err := br.Query()
 		if err != nil {
-			return classify(err)
+			return fmt.Errorf("%s: %w", st.what, classify(err))
 		}
 		for rows.Next() {
-			if err := r.scan(rows); err != nil {
+			if err := st.scan(rows); err != nil {
 				rows.Close()
 				return err
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return classify(err)
+			return fmt.Errorf("%s: %w", st.what, classify(err))
 		}
 	}
 	return nil
@@ -151,11 +151,9 @@ func (x *pgTx) commit() error {
 	if x.conn == nil {
 		return errors.New("store: transaction already ended")
 	}
-	x.queue("COMMIT", "COMMIT")
-	b, whats := x.later, x.whats
-	x.later, x.whats = pgx.Batch{}, nil
-	err := x.send(x.ctx, &b, whats, nil)
-	if err != nil {
+	stmts := append(x.later, pgStmt{what: "COMMIT", sql: "COMMIT"})
+	x.later = nil
+	if err := x.send(x.ctx, stmts); err != nil {
 		x.rollback()
 		return err
 	}
@@ -172,7 +170,7 @@ func (x *pgTx) rollback() {
 		return
 	}
 	conn := x.conn
-	x.conn, x.later, x.whats = nil, pgx.Batch{}, nil
+	x.conn, x.later = nil, nil
 	if x.begun && !conn.Conn().IsClosed() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), 5*time.Second)
 		defer cancel()
@@ -186,7 +184,7 @@ func (x *pgTx) rollback() {
 // pgLoad reads the records of each lookup, all in one round trip.
 func (x *Tx) pgLoad(ctx context.Context, lookups []syncdata.Lookup) ([][]schema.Record, error) {
 	out := make([][]schema.Record, len(lookups))
-	reads := make([]pgRead, 0, len(lookups))
+	reads := make([]pgStmt, 0, len(lookups))
 	for i, l := range lookups {
 		if len(l.Keys) == 0 {
 			continue
@@ -201,7 +199,7 @@ func (x *Tx) pgLoad(ctx context.Context, lookups []syncdata.Lookup) ([][]schema.
 			return nil, err
 		}
 		sc := newRecordScanner(x.t.d, ti.table.Columns, 0)
-		reads = append(reads, pgRead{sql: "SELECT " + ti.selects + " FROM " + ti.name + " WHERE " + where, args: p.args,
+		reads = append(reads, pgStmt{what: "load " + l.Model, sql: "SELECT " + ti.selects + " FROM " + ti.name + " WHERE " + where, args: p.args,
 			scan: func(rows pgx.Rows) error {
 				if err := rows.Scan(sc.dest...); err != nil {
 					return fmt.Errorf("tenant %s: read %s: %w", x.t.id, l.Model, classify(err))
@@ -220,11 +218,12 @@ func (x *Tx) pgLoad(ctx context.Context, lookups []syncdata.Lookup) ([][]schema.
 	return out, x.pg.read(ctx, reads...)
 }
 
-// pgAppliedEvents is Tx.AppliedEvents on PostgreSQL.
-func (x *Tx) pgAppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
+// pgAppliedEventsLater is Tx.AppliedEventsLater on PostgreSQL: the
+// lookup is queued for the transaction's next round trip.
+func (x *Tx) pgAppliedEventsLater(ctx context.Context, subject string, ids []string) func() (map[string]string, error) {
 	p := &pgArgs{}
 	out := map[string]string{}
-	err := x.pg.read(ctx, pgRead{sql: pgAppliedEventsSQL(x.t, p, subject, ids), args: p.args, scan: func(r pgx.Rows) error {
+	x.pg.queue(pgStmt{what: "ledger", sql: pgAppliedEventsSQL(x.t, p, subject, ids), args: p.args, scan: func(r pgx.Rows) error {
 		var ev, id string
 		if err := r.Scan(&ev, &id); err != nil {
 			return err
@@ -232,13 +231,23 @@ func (x *Tx) pgAppliedEvents(ctx context.Context, subject string, ids []string) 
 		out[ev] = id
 		return nil
 	}})
-	return out, err
+	return func() (map[string]string, error) {
+		if x.pg.pending() {
+			if err := x.pg.read(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if x.pg.failed {
+			return nil, errors.New("store: transaction aborted by an earlier error")
+		}
+		return out, nil
+	}
 }
 
 // pgLastScopes is Tx.LastScopes on PostgreSQL.
 func (x *Tx) pgLastScopes(ctx context.Context, model string, keyPaths []string) (map[string]string, error) {
 	out := map[string]string{}
-	err := x.pg.read(ctx, pgRead{sql: "SELECT key_path, scope_key FROM " + x.t.prefix + `"_changelog" WHERE model = $1 AND key_path = ANY($2::text[]) ORDER BY id`,
+	err := x.pg.read(ctx, pgStmt{what: "last scopes", sql: "SELECT key_path, scope_key FROM " + x.t.prefix + `"_changelog" WHERE model = $1 AND key_path = ANY($2::text[]) ORDER BY id`,
 		args: []any{model, keyPaths}, scan: func(r pgx.Rows) error {
 			var kp, scope string
 			if err := r.Scan(&kp, &scope); err != nil {

@@ -190,13 +190,22 @@ func (x *Tx) LoadAll(ctx context.Context, lookups []syncdata.Lookup) ([][]schema
 // that event's changelog entry, from the _applied_events ledger. Another
 // subject's events never match: an event id names one subject's event.
 func (x *Tx) AppliedEvents(ctx context.Context, subject string, ids []string) (map[string]string, error) {
-	if x.pg != nil {
-		if len(ids) == 0 {
-			return map[string]string{}, nil
-		}
-		return x.pgAppliedEvents(ctx, subject, ids)
+	return x.AppliedEventsLater(ctx, subject, ids)()
+}
+
+// AppliedEventsLater is AppliedEvents, answered by the function it
+// returns. On PostgreSQL the lookup travels with the transaction's next
+// round trip (a push sends it with its first loads): the function
+// returns its answer, sending it alone if nothing was sent since.
+func (x *Tx) AppliedEventsLater(ctx context.Context, subject string, ids []string) func() (map[string]string, error) {
+	if len(ids) == 0 {
+		return func() (map[string]string, error) { return map[string]string{}, nil }
 	}
-	return x.t.appliedEvents(ctx, x.tx, subject, ids)
+	if x.pg != nil {
+		return x.pgAppliedEventsLater(ctx, subject, ids)
+	}
+	m, err := x.t.appliedEvents(ctx, x.tx, subject, ids)
+	return func() (map[string]string, error) { return m, err }
 }
 
 // AppliedEvents is Tx.AppliedEvents outside a transaction.
