@@ -100,11 +100,18 @@ type item struct {
 	model *schema.Model
 	rec   schema.Record // create/update: the validated record; delete: the payload if it validates
 	pk    []any
-	dupOf int // index of an earlier event with the same id, or -1
+	dupOf int    // index of an earlier event with the same id, or -1
+	k     string // key(), once computed
 }
 
 // key names the record the event is about, unique within the batch.
-func (it *item) key() string { return it.model.Name + scope.KeyJSON(it.pk) }
+func (it *item) key() string {
+	if it.k == "" {
+		var buf [96]byte
+		it.k = string(scope.AppendKeyJSON(append(buf[:0], it.model.Name...), it.pk))
+	}
+	return it.k
+}
 
 // verdict is what became of one event: applied under a changelog id, or
 // refused with an error.

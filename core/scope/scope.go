@@ -76,7 +76,12 @@ func NewSet(sch *schema.Schema, own *schema.Ownership, loader Loader) *Set {
 // KeyJSON is the canonical JSON text of key values: the changelog's keyPath
 // and the set's map key. DateTime values use the wire format.
 func KeyJSON(vals []any) string {
-	b := make([]byte, 0, 48)
+	var buf [64]byte // most keys fit: one allocation, the string's
+	return string(AppendKeyJSON(buf[:0], vals))
+}
+
+// AppendKeyJSON appends KeyJSON(vals) to b.
+func AppendKeyJSON(b []byte, vals []any) []byte {
 	b = append(b, '[')
 	for i, v := range vals {
 		if i > 0 {
@@ -96,11 +101,22 @@ func KeyJSON(vals []any) string {
 			b = append(b, j...)
 		}
 	}
-	return string(append(b, ']'))
+	return append(b, ']')
 }
 
+// lookupKey is the set's key for the records whose fields hold vals:
+// "f1,f2=[v1,v2]".
 func lookupKey(fields []string, vals []any) string {
-	return strings.Join(fields, ",") + "=" + KeyJSON(vals)
+	var buf [96]byte
+	b := buf[:0]
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, f...)
+	}
+	b = append(b, '=')
+	return string(AppendKeyJSON(b, vals))
 }
 
 func values(r schema.Record, fields []string) ([]any, bool) {
