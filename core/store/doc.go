@@ -31,7 +31,11 @@
 // per connection and take their rows as array parameters (unnest, = ANY),
 // so that the database parses and plans them once instead of once per
 // batch; a batch without deletes writes its records, changelog entries
-// and scope heads in one statement (see Tx.Apply). The changelog is
+// and scope heads in one statement (see Tx.Apply). A write transaction
+// (Tx) runs over pgx's native interface and pipelines its statements
+// (pgtx.go): BEGIN, the ledger lookup and the first loads go in one round
+// trip, the writes with COMMIT in another; database/sql, for bun, sits on
+// the same pgxpool. The changelog is
 // compacted: the statement that inserts a record's entry deletes the
 // record's previous entry in that scope, so a scope holds one entry per
 // record (its latest, a delete for a deleted record). History written
@@ -50,6 +54,6 @@
 // told apart by type and code, never by text (errors.go); syncdata.ErrTransient
 // among them (a connection that broke, a serialization conflict) is worth
 // one more attempt, which database/sql makes by itself for a dead pooled
-// connection outside a transaction (conn.go) and push makes for its
-// transaction.
+// connection outside a transaction (conn.go), a write transaction for a
+// connection dead at BEGIN (pgTx.read), and push for its transaction.
 package store
