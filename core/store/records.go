@@ -104,25 +104,37 @@ func (t *Tenant) ScopesLike(ctx context.Context, patterns []string) ([]string, e
 }
 
 // Tx is a write transaction of one tenant. On SQLite it holds the
-// database's write lock from the start (BEGIN IMMEDIATE).
+// database's write lock from the start (BEGIN IMMEDIATE), and the turn to
+// write of this process (see writer) until it ends.
 type Tx struct {
-	t  *Tenant
-	tx bun.Tx
+	t   *Tenant
+	tx  bun.Tx
+	end func() // from writer.begin; nil once called
 }
 
-// Begin starts a write transaction.
+// Begin starts a write transaction (see writer).
 func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
-	tx, err := t.db.BeginTx(ctx, nil)
+	tx, end, err := t.w.begin(ctx)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
-	return &Tx{t: t, tx: tx}, nil
+	return &Tx{t: t, tx: tx, end: end}, nil
+}
+
+// ended gives up the turn to write, once.
+func (x *Tx) ended() {
+	if x.end != nil {
+		x.end()
+		x.end = nil
+	}
 }
 
 // Commit commits the transaction. At most once per pruneEvery per tenant
 // handle, it then prunes the ledger (see Tenant.SetLedgerRetention).
 func (x *Tx) Commit() error {
-	if err := x.tx.Commit(); err != nil {
+	err := x.tx.Commit()
+	x.ended()
+	if err != nil {
 		return x.t.d.constraint(err)
 	}
 	x.t.maybePrune()
@@ -131,7 +143,9 @@ func (x *Tx) Commit() error {
 
 // Rollback aborts the transaction; after Commit it does nothing.
 func (x *Tx) Rollback() error {
-	if err := x.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	err := x.tx.Rollback()
+	x.ended()
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return classify(err)
 	}
 	return nil

@@ -29,10 +29,35 @@ import (
 // <data>/tenants/<id>.db. One process owns the files.
 type sqlite struct {
 	dataDir string
+	busy    time.Duration // busy_timeout of the tenants' files
 
 	mu      sync.Mutex
-	tenants map[string]*bun.DB
+	tenants map[string]*sqliteFile
 }
+
+// sqliteFile is a tenant's file, opened as two pools. In WAL mode readers
+// never wait for the writer, and SQLite lets one connection write at a
+// time: read serves the reads, and write, one connection, every write
+// (see writer). That connection keeps its page cache from one transaction
+// to the next (a connection drops its cache when another one has written
+// the file), and writers wait for each other in this process, in order,
+// rather than in SQLite's busy handler, which sleeps up to 100 ms between
+// tries for the lock and lets a newcomer take it before those that
+// waited.
+type sqliteFile struct {
+	read  *bun.DB
+	write *writer
+}
+
+const (
+	// sqliteReaders is the size of a file's pool of reading connections.
+	sqliteReaders = 8
+	// busyTimeout is how long a statement waits for a lock another
+	// process (or another handle in this one) holds on a file before it
+	// fails with SQLITE_BUSY, and how long a write transaction waits for
+	// its turn (writer.maxWait).
+	busyTimeout = 10 * time.Second
+)
 
 // openSQLiteStore opens the platform database under dataDir (created if
 // missing).
@@ -40,24 +65,46 @@ func openSQLiteStore(dataDir string) (*bun.DB, *sqlite, error) {
 	if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"))
+	db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"), sqliteReaders, busyTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, &sqlite{dataDir: dataDir, tenants: map[string]*bun.DB{}}, nil
+	return db, &sqlite{dataDir: dataDir, busy: busyTimeout, tenants: map[string]*sqliteFile{}}, nil
 }
 
-// openSQLite opens one SQLite file with WAL, a busy timeout, foreign keys
-// and immediate (write-locking) transactions.
-func openSQLite(path string) (*bun.DB, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+// openSQLiteFile opens a tenant's file: its readers, then its writer.
+func openSQLiteFile(path string, busy time.Duration) (*sqliteFile, error) {
+	read, err := openSQLite(path, sqliteReaders, busy)
+	if err != nil {
+		return nil, err
+	}
+	write, err := openSQLite(path, 1, busy)
+	if err != nil {
+		read.Close()
+		return nil, err
+	}
+	return &sqliteFile{read: read, write: &writer{db: write, turn: make(chan struct{}, 1), maxWait: busyTimeout}}, nil
+}
+
+// openSQLite opens a pool of conns connections to one SQLite file, with
+// WAL, the busy timeout busy, foreign keys and immediate (write-locking)
+// transactions, and the given further pragmas. With synchronous=NORMAL a
+// commit writes the WAL without waiting for the disk (fsync), which
+// happens at checkpoints: a crash of the process loses nothing, a power
+// failure or an OS crash may lose the commits since the latest checkpoint,
+// and never corrupts the file.
+func openSQLite(path string, conns int, busy time.Duration, pragmas ...string) (*bun.DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	for _, p := range pragmas {
+		dsn += "&_pragma=" + p
+	}
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	sqldb.SetMaxOpenConns(8)
-	sqldb.SetMaxIdleConns(8)
+	sqldb.SetMaxOpenConns(conns)
+	sqldb.SetMaxIdleConns(conns)
 	db := bun.NewDB(sqldb, sqlitedialect.New())
 	// Switching a new file to WAL needs a lock that SQLite does not wait
 	// for (busy_timeout does not apply): when another store opens the same
@@ -78,19 +125,37 @@ func openSQLite(path string) (*bun.DB, error) {
 	}
 }
 
-// tenantDB opens a tenant's file on first use.
+// tenantDB opens a tenant's file on first use, and returns its readers.
 func (s *sqlite) tenantDB(id string) (*bun.DB, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if db, ok := s.tenants[id]; ok {
-		return db, nil
-	}
-	db, err := openSQLite(filepath.Join(s.dataDir, "tenants", id+".db"))
+	f, err := s.file(id)
 	if err != nil {
 		return nil, err
 	}
-	s.tenants[id] = db
-	return db, nil
+	return f.read, nil
+}
+
+// tenantWriter returns the writer of a tenant's file (see sqliteFile).
+func (s *sqlite) tenantWriter(id string) (*writer, error) {
+	f, err := s.file(id)
+	if err != nil {
+		return nil, err
+	}
+	return f.write, nil
+}
+
+// file opens a tenant's file on first use.
+func (s *sqlite) file(id string) (*sqliteFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.tenants[id]; ok {
+		return f, nil
+	}
+	f, err := openSQLiteFile(filepath.Join(s.dataDir, "tenants", id+".db"), s.busy)
+	if err != nil {
+		return nil, err
+	}
+	s.tenants[id] = f
+	return f, nil
 }
 
 // tenantPrefix: a tenant's file holds its tables only.
@@ -100,8 +165,8 @@ func (s *sqlite) close() []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for id, db := range s.tenants {
-		errs = append(errs, db.Close())
+	for id, f := range s.tenants {
+		errs = append(errs, f.write.db.Close(), f.read.Close())
 		delete(s.tenants, id)
 	}
 	return errs
