@@ -44,9 +44,18 @@ type sqlite struct {
 // rather than in SQLite's busy handler, which sleeps up to 100 ms between
 // tries for the lock and lets a newcomer take it before those that
 // waited.
+//
+// Checkpoints (copying the WAL's pages into the file, with an fsync of
+// each) run beside the writer, in the background (checkpoints), not
+// inside the commit of the write that crossed SQLite's threshold: there
+// they would hold up every write queued behind it.
 type sqliteFile struct {
 	read  *bun.DB
 	write *writer
+
+	wrote chan struct{} // a write ended since the last checkpoint (capacity 1)
+	stop  context.CancelFunc
+	done  chan struct{} // closed when checkpoints has returned
 }
 
 const (
@@ -57,6 +66,16 @@ const (
 	// fails with SQLITE_BUSY, and how long a write transaction waits for
 	// its turn (writer.maxWait).
 	busyTimeout = 10 * time.Second
+	// checkpointPause is the least time between two background
+	// checkpoints of a file.
+	checkpointPause = 100 * time.Millisecond
+	// walMaxFrames bounds the WAL of a file (in pages) that writes never
+	// leave alone long enough for a background checkpoint to reach its
+	// end, which SQLite needs to start the WAL over: past it, the writer
+	// checkpoints after its commit (PRAGMA wal_autocheckpoint), copying
+	// what the background checkpoints have not yet, while no other write
+	// runs.
+	walMaxFrames = 10000
 )
 
 // openSQLiteStore opens the platform database under dataDir (created if
@@ -72,18 +91,66 @@ func openSQLiteStore(dataDir string) (*bun.DB, *sqlite, error) {
 	return db, &sqlite{dataDir: dataDir, busy: busyTimeout, tenants: map[string]*sqliteFile{}}, nil
 }
 
-// openSQLiteFile opens a tenant's file: its readers, then its writer.
+// openSQLiteFile opens a tenant's file: its readers, its writer and its
+// background checkpoints.
 func openSQLiteFile(path string, busy time.Duration) (*sqliteFile, error) {
 	read, err := openSQLite(path, sqliteReaders, busy)
 	if err != nil {
 		return nil, err
 	}
-	write, err := openSQLite(path, 1, busy)
+	write, err := openSQLite(path, 1, busy, "wal_autocheckpoint("+strconv.Itoa(walMaxFrames)+")")
 	if err != nil {
 		read.Close()
 		return nil, err
 	}
-	return &sqliteFile{read: read, write: &writer{db: write, turn: make(chan struct{}, 1), maxWait: busyTimeout}}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	f := &sqliteFile{read: read, write: &writer{db: write, turn: make(chan struct{}, 1), maxWait: busyTimeout},
+		wrote: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	write.AddQueryHook(f)
+	go f.checkpoints(ctx)
+	return f, nil
+}
+
+// BeforeQuery and AfterQuery make the file a bun.QueryHook of its writer:
+// every statement that ends there (a COMMIT, or a write outside a
+// transaction) wakes the background checkpoints.
+func (f *sqliteFile) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (f *sqliteFile) AfterQuery(context.Context, *bun.QueryEvent) {
+	select {
+	case f.wrote <- struct{}{}:
+	default:
+	}
+}
+
+// checkpoints runs a passive checkpoint after writes, at most once per
+// checkpointPause, until ctx ends. A passive checkpoint neither waits for
+// the writer nor holds it up: it copies the pages of the commits that no
+// reader still needs an older version of, while the writer goes on
+// appending. A failed checkpoint is left to the next one.
+func (f *sqliteFile) checkpoints(ctx context.Context) {
+	defer close(f.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wrote:
+		}
+		_, _ = f.read.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(checkpointPause):
+		}
+	}
+}
+
+// close stops the checkpoints and closes the pools (closing the file's
+// last connection checkpoints the whole WAL).
+func (f *sqliteFile) close() []error {
+	f.stop()
+	<-f.done
+	return []error{f.write.db.Close(), f.read.Close()}
 }
 
 // openSQLite opens a pool of conns connections to one SQLite file, with
@@ -166,7 +233,7 @@ func (s *sqlite) close() []error {
 	defer s.mu.Unlock()
 	var errs []error
 	for id, f := range s.tenants {
-		errs = append(errs, f.write.db.Close(), f.read.Close())
+		errs = append(errs, f.close()...)
 		delete(s.tenants, id)
 	}
 	return errs

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/testkit"
 )
 
 // TestSQLiteWritersTakeTurns: on SQLite the writes of one process wait for
@@ -154,4 +159,42 @@ func TestSQLiteTurnWait(t *testing.T) {
 	if err := x.Rollback(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSQLiteCheckpointsInBackground: the commits of a tenant's file reach
+// the file itself (a checkpoint) in the background, long before the WAL
+// grows to the size at which the writer would checkpoint after a commit.
+func TestSQLiteCheckpointsInBackground(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tn := kanbanTenant(t, st, "acme")
+	file := filepath.Join(dir, "tenants", "acme.db")
+	size := func() int64 {
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	for i := range 10 {
+		recs := make([]schema.Record, 100)
+		for j := range recs {
+			recs[j] = workspace(fmt.Sprintf("w%d-%d-%s", i, j, strings.Repeat("x", 200)))
+		}
+		upsert(t, tn, "Workspace", recs...)
+	}
+	// 1,000 records of over 400 bytes: well over 100 pages, far below the
+	// WAL's bound.
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, testkit.Until("the writes are checkpointed", func() bool {
+		return size() >= before+100*4096
+	}))
 }
