@@ -26,6 +26,8 @@ type backend interface {
 	// tenantPrefix what qualifies their names (`"t_acme".` or "").
 	tenantDB(id string) (*bun.DB, error)
 	tenantPrefix(id string) string
+	// tenantWriter returns where a tenant's writes go.
+	tenantWriter(id string) (*writer, error)
 	// close closes the databases tenantDB opened (not the platform's).
 	close() []error
 	// listen delivers other processes' commits (see Store.Listen).

@@ -80,7 +80,7 @@ func (t *Tenant) Compact(ctx context.Context, opt CompactOptions) (CompactReport
 		}
 		// Outside a transaction: a dead pooled connection is replaced and
 		// the statement run again by the pool itself (retryConnector).
-		res, err := t.db.ExecContext(ctx, q, args...)
+		res, err := t.w.db.ExecContext(ctx, q, args...)
 		if err != nil {
 			return rep, classify(err)
 		}
@@ -105,7 +105,7 @@ func (t *Tenant) Compact(ctx context.Context, opt CompactOptions) (CompactReport
 			return rep, err
 		}
 	}
-	if _, err := t.db.ExecContext(ctx, "DELETE FROM "+t.prefix+`"_meta" WHERE key = 'compaction'`); err != nil {
+	if _, err := t.w.db.ExecContext(ctx, "DELETE FROM "+t.prefix+`"_meta" WHERE key = 'compaction'`); err != nil {
 		return rep, classify(err)
 	}
 	if err := t.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+cl).Scan(&rep.After); err != nil {
@@ -175,7 +175,7 @@ func (t *Tenant) TombstoneRetention() time.Duration { return time.Duration(t.tom
 // _tombstone_horizons to the newest id it dropped there. It returns how
 // many entries it deleted.
 func (t *Tenant) DropTombstones(ctx context.Context, before time.Time, limit int) (int64, error) {
-	tx, err := t.db.BeginTx(ctx, nil)
+	tx, err := t.w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, classify(err)
 	}

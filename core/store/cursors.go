@@ -21,11 +21,11 @@ func (t *Tenant) cursorsDDL() string {
 // its row (ids are hashes of what they hold). The table is created with
 // the first row.
 func (t *Tenant) SaveCursor(ctx context.Context, id string, positions []byte) error {
-	if _, err := t.db.ExecContext(ctx, t.cursorsDDL()); err != nil {
+	if _, err := t.w.db.ExecContext(ctx, t.cursorsDDL()); err != nil {
 		return classify(err)
 	}
 	now := t.d.nowSQL()
-	_, err := t.db.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_pull_cursors" (id, positions, created_at) VALUES (?, ?, `+now+
+	_, err := t.w.db.ExecContext(ctx, "INSERT INTO "+t.prefix+`"_pull_cursors" (id, positions, created_at) VALUES (?, ?, `+now+
 		") ON CONFLICT (id) DO NOTHING", id, string(positions))
 	return classify(err)
 }
@@ -38,7 +38,7 @@ func (t *Tenant) LoadCursor(ctx context.Context, id string) ([]byte, error) {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		// A tenant that never stored a cursor has no table yet (or lost
 		// it with its tables): create it and ask once more.
-		if _, derr := t.db.ExecContext(ctx, t.cursorsDDL()); derr != nil {
+		if _, derr := t.w.db.ExecContext(ctx, t.cursorsDDL()); derr != nil {
 			return nil, classify(err)
 		}
 		err = t.db.QueryRowContext(ctx, q, id).Scan(&s)

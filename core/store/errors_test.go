@@ -93,7 +93,7 @@ func TestClassify(t *testing.T) {
 	// SQLite: a writer that holds the file past busy_timeout, and a file
 	// that cannot be opened.
 	path := filepath.Join(t.TempDir(), "busy.db")
-	a, err := openSQLite(path)
+	a, err := openSQLite(path, sqliteReaders, busyTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

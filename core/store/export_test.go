@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
 )
@@ -15,13 +16,26 @@ func (t *Tenant) OneStatementPage() bool { return t.page != nil }
 // entries (the history Compact compacts).
 func (t *Tenant) AppendUncompacted(ctx context.Context, entries []changelog.Entry) error {
 	st := t.changelogSQL(entries)
-	_, err := t.db.ExecContext(ctx, st.sql, st.args...)
+	_, err := t.w.db.ExecContext(ctx, st.sql, st.args...)
 	return err
 }
 
 // SetSystemVersion writes the tenant's system version, as an older
 // syncplane left it.
 func (t *Tenant) SetSystemVersion(ctx context.Context, v string) error {
-	_, err := t.db.ExecContext(ctx, "UPDATE "+t.prefix+`"_meta" SET value = ? WHERE key = 'system'`, v)
+	_, err := t.w.db.ExecContext(ctx, "UPDATE "+t.prefix+`"_meta" SET value = ? WHERE key = 'system'`, v)
 	return err
+}
+
+// OpenSQLite opens the SQLite store under dataDir as Open does, with the
+// busy timeout busy on the tenants' files instead of busyTimeout (0: a
+// statement that meets the lock of another connection fails at once with
+// SQLITE_BUSY).
+func OpenSQLite(dataDir string, busy time.Duration) (*Store, error) {
+	db, b, err := openSQLiteStore(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	b.busy = busy
+	return newStore(b, db), nil
 }

@@ -527,6 +527,9 @@ func openPostgres(ctx context.Context, dsn string) (*bun.DB, *postgres, error) {
 
 func (p *postgres) tenantDB(string) (*bun.DB, error) { return p.platform, nil }
 
+// tenantWriter: writes share the pool, side by side.
+func (p *postgres) tenantWriter(string) (*writer, error) { return &writer{db: p.platform}, nil }
+
 // tenantPrefix: a tenant's tables live in its schema (schemaName).
 func (*postgres) tenantPrefix(id string) string { return quote(schemaName(id)) + "." }
 

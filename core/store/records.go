@@ -104,16 +104,18 @@ func (t *Tenant) ScopesLike(ctx context.Context, patterns []string) ([]string, e
 }
 
 // Tx is a write transaction of one tenant. On SQLite it holds the
-// database's write lock from the start (BEGIN IMMEDIATE). On PostgreSQL it
-// runs over pgx's native interface and pipelines its statements (pgTx).
+// database's write lock from the start (BEGIN IMMEDIATE), and the turn to
+// write of this process (see writer) until it ends. On PostgreSQL it runs
+// over pgx's native interface and pipelines its statements (pgTx).
 type Tx struct {
-	t  *Tenant
-	tx bun.Tx // SQLite
-	pg *pgTx  // PostgreSQL
+	t   *Tenant
+	tx  bun.Tx // SQLite
+	end func() // SQLite: from writer.begin; nil once called
+	pg  *pgTx  // PostgreSQL
 }
 
-// Begin starts a write transaction. On PostgreSQL nothing is sent yet:
-// BEGIN goes with the first statement.
+// Begin starts a write transaction: on SQLite see writer; on PostgreSQL
+// nothing is sent yet, BEGIN goes with the first statement.
 func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
 	if pg, ok := t.d.(*postgres); ok {
 		x, err := beginPG(ctx, pg.pool)
@@ -122,11 +124,19 @@ func (t *Tenant) Begin(ctx context.Context) (*Tx, error) {
 		}
 		return &Tx{t: t, pg: x}, nil
 	}
-	tx, err := t.db.BeginTx(ctx, nil)
+	tx, end, err := t.w.begin(ctx)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
-	return &Tx{t: t, tx: tx}, nil
+	return &Tx{t: t, tx: tx, end: end}, nil
+}
+
+// ended gives up the turn to write, once.
+func (x *Tx) ended() {
+	if x.end != nil {
+		x.end()
+		x.end = nil
+	}
 }
 
 // Commit commits the transaction. At most once per pruneEvery per tenant
@@ -138,8 +148,12 @@ func (x *Tx) Commit() error {
 		if err := x.pg.commit(); err != nil {
 			return err
 		}
-	} else if err := x.tx.Commit(); err != nil {
-		return x.t.d.constraint(err)
+	} else {
+		err := x.tx.Commit()
+		x.ended()
+		if err != nil {
+			return x.t.d.constraint(err)
+		}
 	}
 	x.t.maybePrune()
 	return nil
@@ -151,7 +165,9 @@ func (x *Tx) Rollback() error {
 		x.pg.rollback()
 		return nil
 	}
-	if err := x.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	err := x.tx.Rollback()
+	x.ended()
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return classify(err)
 	}
 	return nil

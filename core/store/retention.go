@@ -93,7 +93,7 @@ func inBatches(ctx context.Context, del func(context.Context, time.Time, int) (i
 func (t *Tenant) PruneLedger(ctx context.Context, before time.Time, limit int) (int64, error) {
 	tbl := t.prefix + `"_applied_events"`
 	row := t.d.rowID()
-	res, err := t.db.ExecContext(ctx, "DELETE FROM "+tbl+" WHERE "+row+" IN (SELECT "+row+" FROM "+tbl+
+	res, err := t.w.db.ExecContext(ctx, "DELETE FROM "+tbl+" WHERE "+row+" IN (SELECT "+row+" FROM "+tbl+
 		" WHERE applied_at < ? LIMIT ?)", t.d.encode(schema.DateTime, before.UTC()), limit)
 	if err != nil {
 		return 0, classify(err)

@@ -29,10 +29,54 @@ import (
 // <data>/tenants/<id>.db. One process owns the files.
 type sqlite struct {
 	dataDir string
+	busy    time.Duration // busy_timeout of the tenants' files
 
 	mu      sync.Mutex
-	tenants map[string]*bun.DB
+	tenants map[string]*sqliteFile
 }
+
+// sqliteFile is a tenant's file, opened as two pools. In WAL mode readers
+// never wait for the writer, and SQLite lets one connection write at a
+// time: read serves the reads, and write, one connection, every write
+// (see writer). That connection keeps its page cache from one transaction
+// to the next (a connection drops its cache when another one has written
+// the file), and writers wait for each other in this process, in order,
+// rather than in SQLite's busy handler, which sleeps up to 100 ms between
+// tries for the lock and lets a newcomer take it before those that
+// waited.
+//
+// Checkpoints (copying the WAL's pages into the file, with an fsync of
+// each) run beside the writer, in the background (checkpoints), not
+// inside the commit of the write that crossed SQLite's threshold: there
+// they would hold up every write queued behind it.
+type sqliteFile struct {
+	read  *bun.DB
+	write *writer
+
+	wrote chan struct{} // a write ended since the last checkpoint (capacity 1)
+	stop  context.CancelFunc
+	done  chan struct{} // closed when checkpoints has returned
+}
+
+const (
+	// sqliteReaders is the size of a file's pool of reading connections.
+	sqliteReaders = 8
+	// busyTimeout is how long a statement waits for a lock another
+	// process (or another handle in this one) holds on a file before it
+	// fails with SQLITE_BUSY, and how long a write transaction waits for
+	// its turn (writer.maxWait).
+	busyTimeout = 10 * time.Second
+	// checkpointPause is the least time between two background
+	// checkpoints of a file.
+	checkpointPause = 100 * time.Millisecond
+	// walMaxFrames bounds the WAL of a file (in pages) that writes never
+	// leave alone long enough for a background checkpoint to reach its
+	// end, which SQLite needs to start the WAL over: past it, the writer
+	// checkpoints after its commit (PRAGMA wal_autocheckpoint), copying
+	// what the background checkpoints have not yet, while no other write
+	// runs.
+	walMaxFrames = 10000
+)
 
 // openSQLiteStore opens the platform database under dataDir (created if
 // missing).
@@ -40,24 +84,94 @@ func openSQLiteStore(dataDir string) (*bun.DB, *sqlite, error) {
 	if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"))
+	db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"), sqliteReaders, busyTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, &sqlite{dataDir: dataDir, tenants: map[string]*bun.DB{}}, nil
+	return db, &sqlite{dataDir: dataDir, busy: busyTimeout, tenants: map[string]*sqliteFile{}}, nil
 }
 
-// openSQLite opens one SQLite file with WAL, a busy timeout, foreign keys
-// and immediate (write-locking) transactions.
-func openSQLite(path string) (*bun.DB, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+// openSQLiteFile opens a tenant's file: its readers, its writer and its
+// background checkpoints.
+func openSQLiteFile(path string, busy time.Duration) (*sqliteFile, error) {
+	read, err := openSQLite(path, sqliteReaders, busy)
+	if err != nil {
+		return nil, err
+	}
+	write, err := openSQLite(path, 1, busy, "wal_autocheckpoint("+strconv.Itoa(walMaxFrames)+")")
+	if err != nil {
+		read.Close()
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	f := &sqliteFile{read: read, write: &writer{db: write, turn: make(chan struct{}, 1), maxWait: busyTimeout},
+		wrote: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	write.AddQueryHook(f)
+	go f.checkpoints(ctx)
+	return f, nil
+}
+
+// BeforeQuery and AfterQuery make the file a bun.QueryHook of its writer:
+// every statement that ends there (a COMMIT, or a write outside a
+// transaction) wakes the background checkpoints.
+func (f *sqliteFile) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (f *sqliteFile) AfterQuery(context.Context, *bun.QueryEvent) {
+	select {
+	case f.wrote <- struct{}{}:
+	default:
+	}
+}
+
+// checkpoints runs a passive checkpoint after writes, at most once per
+// checkpointPause, until ctx ends. A passive checkpoint neither waits for
+// the writer nor holds it up: it copies the pages of the commits that no
+// reader still needs an older version of, while the writer goes on
+// appending. A failed checkpoint is left to the next one.
+func (f *sqliteFile) checkpoints(ctx context.Context) {
+	defer close(f.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wrote:
+		}
+		_, _ = f.read.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(checkpointPause):
+		}
+	}
+}
+
+// close stops the checkpoints and closes the pools (closing the file's
+// last connection checkpoints the whole WAL).
+func (f *sqliteFile) close() []error {
+	f.stop()
+	<-f.done
+	return []error{f.write.db.Close(), f.read.Close()}
+}
+
+// openSQLite opens a pool of conns connections to one SQLite file, with
+// WAL, the busy timeout busy, foreign keys and immediate (write-locking)
+// transactions, and the given further pragmas. With synchronous=NORMAL a
+// commit writes the WAL without waiting for the disk (fsync), which
+// happens at checkpoints: a crash of the process loses nothing, a power
+// failure or an OS crash may lose the commits since the latest checkpoint,
+// and never corrupts the file.
+func openSQLite(path string, conns int, busy time.Duration, pragmas ...string) (*bun.DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	for _, p := range pragmas {
+		dsn += "&_pragma=" + p
+	}
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	sqldb.SetMaxOpenConns(8)
-	sqldb.SetMaxIdleConns(8)
+	sqldb.SetMaxOpenConns(conns)
+	sqldb.SetMaxIdleConns(conns)
 	db := bun.NewDB(sqldb, sqlitedialect.New())
 	// Switching a new file to WAL needs a lock that SQLite does not wait
 	// for (busy_timeout does not apply): when another store opens the same
@@ -78,19 +192,37 @@ func openSQLite(path string) (*bun.DB, error) {
 	}
 }
 
-// tenantDB opens a tenant's file on first use.
+// tenantDB opens a tenant's file on first use, and returns its readers.
 func (s *sqlite) tenantDB(id string) (*bun.DB, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if db, ok := s.tenants[id]; ok {
-		return db, nil
-	}
-	db, err := openSQLite(filepath.Join(s.dataDir, "tenants", id+".db"))
+	f, err := s.file(id)
 	if err != nil {
 		return nil, err
 	}
-	s.tenants[id] = db
-	return db, nil
+	return f.read, nil
+}
+
+// tenantWriter returns the writer of a tenant's file (see sqliteFile).
+func (s *sqlite) tenantWriter(id string) (*writer, error) {
+	f, err := s.file(id)
+	if err != nil {
+		return nil, err
+	}
+	return f.write, nil
+}
+
+// file opens a tenant's file on first use.
+func (s *sqlite) file(id string) (*sqliteFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.tenants[id]; ok {
+		return f, nil
+	}
+	f, err := openSQLiteFile(filepath.Join(s.dataDir, "tenants", id+".db"), s.busy)
+	if err != nil {
+		return nil, err
+	}
+	s.tenants[id] = f
+	return f, nil
 }
 
 // tenantPrefix: a tenant's file holds its tables only.
@@ -100,8 +232,8 @@ func (s *sqlite) close() []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for id, db := range s.tenants {
-		errs = append(errs, db.Close())
+	for id, f := range s.tenants {
+		errs = append(errs, f.close()...)
 		delete(s.tenants, id)
 	}
 	return errs

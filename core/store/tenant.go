@@ -20,7 +20,8 @@ import (
 // scope heads. It is safe for concurrent use.
 type Tenant struct {
 	id     string
-	db     *bun.DB
+	db     *bun.DB // where its reads go
+	w      *writer // where its writes go
 	d      backend
 	prefix string // `"t_acme".` on PostgreSQL, "" on SQLite
 	tables map[string]*tableInfo
@@ -68,7 +69,11 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	if err != nil {
 		return nil, err
 	}
-	t := &Tenant{id: id, db: db, d: s.b, prefix: s.b.tenantPrefix(id), tables: map[string]*tableInfo{}, own: own, st: s}
+	w, err := s.b.tenantWriter(id)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tenant{id: id, db: db, w: w, d: s.b, prefix: s.b.tenantPrefix(id), tables: map[string]*tableInfo{}, own: own, st: s}
 	for _, tb := range layout.Tables {
 		t.tables[tb.Model] = t.newTableInfo(sch.Model(tb.Model), tb)
 	}
@@ -134,7 +139,7 @@ func (t *Tenant) migrate(ctx context.Context, layout Layout) error {
 	if have, system, err := t.storedMeta(ctx); err == nil && have == string(want) && system == systemVersion {
 		return nil
 	}
-	conn, err := t.db.Conn(ctx)
+	conn, err := t.w.db.Conn(ctx)
 	if err != nil {
 		return classify(err)
 	}

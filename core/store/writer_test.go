@@ -1,0 +1,200 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncplane/syncplane/core/changelog"
+	"github.com/syncplane/syncplane/core/schema"
+	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/testkit"
+)
+
+// TestSQLiteWritersTakeTurns: on SQLite the writes of one process wait for
+// each other in the process, never for the file's lock. With a busy
+// timeout of 0, a write that met the lock held by another connection of
+// the process would fail at once with SQLITE_BUSY; concurrent write
+// transactions, writes outside a transaction (stored cursors) and reads all
+// succeed, and every write is there.
+func TestSQLiteWritersTakeTurns(t *testing.T) {
+	t.Parallel()
+	st, err := store.OpenSQLite(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tn := kanbanTenant(t, st, "acme")
+	ctx := t.Context()
+	const writers, txs = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*writers*txs)
+	for w := range writers {
+		wg.Add(3)
+		go func() { // write transactions
+			defer wg.Done()
+			for i := range txs {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				x, err := tn.Begin(ctx)
+				if err != nil {
+					errs <- fmt.Errorf("Begin: %w", err)
+					return
+				}
+				err = x.Upsert(ctx, "Workspace", []schema.Record{workspace(id)})
+				if err == nil {
+					err = x.AppendChangelog(ctx, []changelog.Entry{{ID: id, Model: "Workspace", KeyPath: []byte(`["` + id + `"]`),
+						Operation: changelog.Create, ScopeKey: id, OutboxEventID: id}}, map[string]string{id: id})
+				}
+				if err != nil {
+					_ = x.Rollback()
+					errs <- fmt.Errorf("write %s: %w", id, err)
+					return
+				}
+				if err := x.Commit(); err != nil {
+					errs <- fmt.Errorf("commit %s: %w", id, err)
+					return
+				}
+			}
+		}()
+		go func() { // writes outside a transaction
+			defer wg.Done()
+			for i := range txs {
+				if err := tn.SaveCursor(ctx, fmt.Sprintf("c%d-%d", w, i), []byte(`{}`)); err != nil {
+					errs <- fmt.Errorf("SaveCursor: %w", err)
+					return
+				}
+			}
+		}()
+		go func() { // reads
+			defer wg.Done()
+			for i := range txs {
+				if _, err := tn.Load(ctx, "Workspace", []string{"id"}, [][]any{{fmt.Sprintf("w%d-%d", w, i)}}); err != nil {
+					errs <- fmt.Errorf("Load: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for w := range writers {
+		for i := range txs {
+			id := fmt.Sprintf("w%d-%d", w, i)
+			if got, err := tn.Load(ctx, "Workspace", []string{"id"}, [][]any{{id}}); err != nil || len(got) != 1 {
+				t.Errorf("Load(%s) = %v, %v; want the record", id, got, err)
+			}
+			if _, err := tn.LoadCursor(ctx, fmt.Sprintf("c%d-%d", w, i)); err != nil {
+				t.Errorf("LoadCursor(c%d-%d): %v", w, i, err)
+			}
+		}
+	}
+}
+
+// TestSQLiteTurnWait: a write transaction that waits for its turn gives up
+// when its context ends, and the turn goes on to the next one.
+func TestSQLiteTurnWait(t *testing.T) {
+	t.Parallel()
+	st, err := store.OpenSQLite(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tn := kanbanTenant(t, st, "acme")
+	first, err := tn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if x, err := tn.Begin(ctx); !errors.Is(err, context.Canceled) {
+		if err == nil {
+			_ = x.Rollback()
+		}
+		t.Fatalf("Begin while another transaction writes, context canceled: %v; want context.Canceled", err)
+	}
+	next := make(chan error, 1)
+	go func() {
+		x, err := tn.Begin(t.Context())
+		if err == nil {
+			err = x.Upsert(t.Context(), "Workspace", []schema.Record{workspace("next")})
+			if err == nil {
+				err = x.Commit()
+			} else {
+				_ = x.Rollback()
+			}
+		}
+		next <- err
+	}()
+	if err := first.Upsert(t.Context(), "Workspace", []schema.Record{workspace("first")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Rollback(); err != nil { // after Commit: nothing, and the turn is not given up twice
+		t.Fatal(err)
+	}
+	if err := <-next; err != nil {
+		t.Fatalf("the transaction after: %v", err)
+	}
+	x, err := tn.Begin(t.Context())
+	if err != nil {
+		t.Fatalf("Begin after both: %v", err)
+	}
+	if err := x.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSQLiteCheckpointsInBackground: the commits of a tenant's file reach
+// the file itself (a checkpoint) in the background, long before the WAL
+// grows to the size at which the writer would checkpoint after a commit.
+func TestSQLiteCheckpointsInBackground(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tn := kanbanTenant(t, st, "acme")
+	file := filepath.Join(dir, "tenants", "acme.db")
+	size := func() int64 {
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	for i := range 10 {
+		recs := make([]schema.Record, 100)
+		for j := range recs {
+			recs[j] = workspace(fmt.Sprintf("w%d-%d-%s", i, j, strings.Repeat("x", 200)))
+		}
+		upsert(t, tn, "Workspace", recs...)
+	}
+	// 1,000 records of over 400 bytes: well over 100 pages, far below the
+	// WAL's bound.
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, testkit.Until("the writes are checkpointed", func() bool {
+		return size() >= before+100*4096
+	}))
+}
