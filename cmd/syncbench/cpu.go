@@ -98,51 +98,73 @@ func procCPU(pid int) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
-	_, d, err := parseStat(string(b))
-	return d, err == nil
+	st, err := parseStat(string(b))
+	return st.cpu, err == nil
 }
 
-// parseStat reads the command name and the user plus system time of one
-// /proc/<pid>/stat line. The name is in parentheses and may hold spaces
-// and parentheses itself, so the fields are counted from the last ')'.
-func parseStat(line string) (comm string, cpu time.Duration, err error) {
+// procStat is what syncbench reads of one /proc/<pid>/stat line.
+type procStat struct {
+	comm     string
+	ppid     int
+	cpu      time.Duration // user plus system time
+	children time.Duration // of its exited children that it waited for
+}
+
+// parseStat reads one /proc/<pid>/stat line. The name is in parentheses
+// and may hold spaces and parentheses itself, so the fields are counted
+// from the last ')'.
+func parseStat(line string) (procStat, error) {
 	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
 	if open < 0 || end < open {
-		return "", 0, fmt.Errorf("stat line %.40q: no command name", line)
+		return procStat{}, fmt.Errorf("stat line %.40q: no command name", line)
 	}
 	f := strings.Fields(line[end+1:])
-	// After the name: state (3), ppid (4), … utime (14), stime (15).
-	if len(f) < 13 {
-		return "", 0, fmt.Errorf("stat line %.40q: %d fields after the name", line, len(f))
+	// After the name: state (3), ppid (4), … utime (14), stime (15),
+	// cutime (16), cstime (17).
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("stat line %.40q: %d fields after the name", line, len(f))
 	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return "", 0, fmt.Errorf("stat line %.40q: utime %q, stime %q", line, f[11], f[12])
+	var n [5]int64
+	for i, k := range []int{1, 11, 12, 13, 14} {
+		var err error
+		if n[i], err = strconv.ParseInt(f[k], 10, 64); err != nil {
+			return procStat{}, fmt.Errorf("stat line %.40q: field %d %q", line, k+3, f[k])
+		}
 	}
-	return line[open+1 : end], time.Duration(utime+stime) * time.Second / clockTicks, nil
+	tick := func(t int64) time.Duration { return time.Duration(t) * time.Second / clockTicks }
+	return procStat{comm: line[open+1 : end], ppid: int(n[0]), cpu: tick(n[1] + n[2]), children: tick(n[3] + n[4])}, nil
 }
 
-// postgresCPU sums the user plus system time of every process named
-// postgres that /proc shows (the server's backends, its background
-// workers and the postmaster; on a machine of its own, what PostgreSQL
-// spent). ok is false when there is none.
+// postgresCPU sums the processor time of every process named postgres
+// that /proc shows (the server's backends, its background workers and the
+// postmaster; on a machine of its own, what PostgreSQL spent), plus what
+// the postmaster's exited children used (a backend whose connection
+// closed between two samples is counted there, in 10 ms ticks, so the sum
+// never goes back). ok is false when there is none.
 func postgresCPU() (time.Duration, bool) {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	var sum time.Duration
 	found := false
+	pg := map[int]procStat{}
 	for _, p := range stats {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // it exited meanwhile
 		}
-		if comm, _, err := parseStat(string(b)); err != nil || comm != "postgres" {
+		st, err := parseStat(string(b))
+		if err != nil || st.comm != "postgres" {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		pg[pid] = st
 		if d, ok := procCPU(pid); ok {
 			sum += d
 			found = true
+		}
+	}
+	for _, st := range pg {
+		if _, child := pg[st.ppid]; !child {
+			sum += st.children // a postmaster
 		}
 	}
 	return sum, found

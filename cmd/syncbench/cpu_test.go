@@ -8,15 +8,16 @@ import (
 
 func TestParseStat(t *testing.T) {
 	// A command name may hold spaces and parentheses.
-	line := "4242 (post gres) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 100 1000 10 18446744073709551615"
-	comm, cpu, err := parseStat(line)
-	if err != nil || comm != "post gres) (x)" || cpu != 3250*time.Millisecond {
-		t.Errorf("parseStat = %q, %v, %v; want the name, 325 ticks = 3.25 s", comm, cpu, err)
+	line := "4242 (post gres) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 30 20 20 0 1 0 100 1000 10 18446744073709551615"
+	st, err := parseStat(line)
+	want := procStat{comm: "post gres) (x)", ppid: 1, cpu: 3250 * time.Millisecond, children: 500 * time.Millisecond}
+	if err != nil || st != want {
+		t.Errorf("parseStat = %+v, %v; want %+v (325 ticks = 3.25 s, children 50 ticks)", st, err, want)
 	}
-	if _, _, err := parseStat("4242 postgres S 1"); err == nil {
+	if _, err := parseStat("4242 postgres S 1"); err == nil {
 		t.Error("a line without a parenthesized name parsed")
 	}
-	if _, _, err := parseStat("4242 (postgres) S 1 2"); err == nil {
+	if _, err := parseStat("4242 (postgres) S 1 2"); err == nil {
 		t.Error("a short line parsed")
 	}
 }
