@@ -100,7 +100,11 @@ func openSQLiteFile(path string, busy time.Duration, walMax int) (*sqliteFile, e
 	if err != nil {
 		return nil, err
 	}
-	write, err := openSQLite(path, 1, busy, "wal_autocheckpoint(0)")
+	// The writer's statement journals (what undoes one statement of a
+	// transaction that fails) stay in memory: past 64 kB SQLite would
+	// spill them to a temporary file, created, written and deleted in a
+	// batch's upsert of 100 records.
+	write, err := openSQLite(path, 1, busy, "wal_autocheckpoint(0)", "temp_store(MEMORY)")
 	if err != nil {
 		read.Close()
 		return nil, err
