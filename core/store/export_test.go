@@ -30,12 +30,15 @@ func (t *Tenant) SetSystemVersion(ctx context.Context, v string) error {
 // OpenSQLite opens the SQLite store under dataDir as Open does, with the
 // busy timeout busy on the tenants' files instead of busyTimeout (0: a
 // statement that meets the lock of another connection fails at once with
-// SQLITE_BUSY).
-func OpenSQLite(dataDir string, busy time.Duration) (*Store, error) {
+// SQLITE_BUSY) and, when walMaxFrames is not 0, that bound on their WAL.
+func OpenSQLite(dataDir string, busy time.Duration, walMaxFrames int) (*Store, error) {
 	db, b, err := openSQLiteStore(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	b.busy = busy
+	if walMaxFrames != 0 {
+		b.walMax = walMaxFrames
+	}
 	return newStore(b, db), nil
 }

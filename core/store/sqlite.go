@@ -30,6 +30,7 @@ import (
 type sqlite struct {
 	dataDir string
 	busy    time.Duration // busy_timeout of the tenants' files
+	walMax  int           // walMaxFrames of the tenants' files
 
 	mu      sync.Mutex
 	tenants map[string]*sqliteFile
@@ -45,17 +46,18 @@ type sqlite struct {
 // tries for the lock and lets a newcomer take it before those that
 // waited.
 //
-// Checkpoints (copying the WAL's pages into the file, with an fsync of
-// each) run beside the writer, in the background (checkpoints), not
-// inside the commit of the write that crossed SQLite's threshold: there
-// they would hold up every write queued behind it.
+// Checkpoints (copying the WAL's pages into the file, and waiting for the
+// disk) run beside the writer, in the background (checkpoints), not inside
+// the commit of the write that crossed SQLite's threshold: there they
+// would hold up every write queued behind it.
 type sqliteFile struct {
 	read  *bun.DB
 	write *writer
 
-	wrote chan struct{} // a write ended since the last checkpoint (capacity 1)
-	stop  context.CancelFunc
-	done  chan struct{} // closed when checkpoints has returned
+	walMax int           // walMaxFrames
+	wrote  chan struct{} // a write ended since the last checkpoint (capacity 1)
+	stop   context.CancelFunc
+	done   chan struct{} // closed when checkpoints has returned
 }
 
 const (
@@ -69,13 +71,13 @@ const (
 	// checkpointPause is the least time between two background
 	// checkpoints of a file.
 	checkpointPause = 100 * time.Millisecond
-	// walMaxFrames bounds the WAL of a file (in pages) that writes never
-	// leave alone long enough for a background checkpoint to reach its
-	// end, which SQLite needs to start the WAL over: past it, the writer
-	// checkpoints after its commit (PRAGMA wal_autocheckpoint), copying
-	// what the background checkpoints have not yet, while no other write
-	// runs.
+	// walMaxFrames bounds the WAL of a file (in pages, about 40 MB) that
+	// writes never leave alone long enough for a checkpoint to reach its
+	// end, which SQLite needs to start the WAL over: past it, a checkpoint
+	// runs while it holds the turn to write (see checkpoints). After one
+	// that could not reach the end, the next waits for finishPause.
 	walMaxFrames = 10000
+	finishPause  = time.Second
 )
 
 // openSQLiteStore opens the platform database under dataDir (created if
@@ -88,24 +90,28 @@ func openSQLiteStore(dataDir string) (*bun.DB, *sqlite, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, &sqlite{dataDir: dataDir, busy: busyTimeout, tenants: map[string]*sqliteFile{}}, nil
+	return db, &sqlite{dataDir: dataDir, busy: busyTimeout, walMax: walMaxFrames, tenants: map[string]*sqliteFile{}}, nil
 }
 
 // openSQLiteFile opens a tenant's file: its readers, its writer and its
 // background checkpoints.
-func openSQLiteFile(path string, busy time.Duration) (*sqliteFile, error) {
+func openSQLiteFile(path string, busy time.Duration, walMax int) (*sqliteFile, error) {
 	read, err := openSQLite(path, sqliteReaders, busy)
 	if err != nil {
 		return nil, err
 	}
-	write, err := openSQLite(path, 1, busy, "wal_autocheckpoint("+strconv.Itoa(walMaxFrames)+")")
+	// The writer's statement journals (what undoes one statement of a
+	// transaction that fails) stay in memory: past 64 kB SQLite would
+	// spill them to a temporary file, created, written and deleted in a
+	// batch's upsert of 100 records.
+	write, err := openSQLite(path, 1, busy, "wal_autocheckpoint(0)", "temp_store(MEMORY)")
 	if err != nil {
 		read.Close()
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	f := &sqliteFile{read: read, write: &writer{db: write, turn: make(chan struct{}, 1), maxWait: busyTimeout},
-		wrote: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+		walMax: walMax, wrote: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
 	write.AddQueryHook(f)
 	go f.checkpoints(ctx)
 	return f, nil
@@ -124,25 +130,60 @@ func (f *sqliteFile) AfterQuery(context.Context, *bun.QueryEvent) {
 }
 
 // checkpoints runs a passive checkpoint after writes, at most once per
-// checkpointPause, until ctx ends. A passive checkpoint neither waits for
-// the writer nor holds it up: it copies the pages of the commits that no
-// reader still needs an older version of, while the writer goes on
-// appending. A failed checkpoint is left to the next one.
+// checkpointPause, until ctx ends: the only checkpoints of the file while
+// it is open (the writer's automatic ones are off). A passive checkpoint
+// neither waits for the writer nor holds it up: it copies the pages of
+// the commits that no reader still needs an older version of, while the
+// writer goes on appending. SQLite starts the WAL over (rather than
+// appending to it) only when a write begins after a checkpoint reached
+// its end: when writes follow each other without a pause, that is never,
+// so past walMaxFrames a last checkpoint runs while it holds the turn to
+// write (finish). That one too stops short of the end when a reader still
+// reads an older version of the pages: then the WAL grows until the next,
+// finishPause later. A failed checkpoint is left to the next one.
 func (f *sqliteFile) checkpoints(ctx context.Context) {
 	defer close(f.done)
+	var retry time.Time // of a finish that could not reach the end
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.wrote:
 		}
-		_, _ = f.read.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		if frames, _, err := f.checkpoint(ctx); err == nil && frames >= f.walMax && !time.Now().Before(retry) {
+			if !f.finish(ctx) {
+				retry = time.Now().Add(finishPause)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(checkpointPause):
 		}
 	}
+}
+
+// finish checkpoints the whole WAL while it holds the turn to write, so
+// that the next write starts the WAL over, and reports whether it reached
+// the end. The checkpoint before it has copied all but the commits of the
+// last moment: the writes queued behind wait for the copy of these, and
+// for two fsyncs (of the WAL, and of the file, which a checkpoint that
+// reaches the end of the WAL waits for).
+func (f *sqliteFile) finish(ctx context.Context) bool {
+	if f.write.wait(ctx) != nil {
+		return false
+	}
+	defer f.write.done()
+	frames, copied, err := f.checkpoint(ctx)
+	return err == nil && copied == frames
+}
+
+// checkpoint runs a passive checkpoint and returns the size of the WAL
+// and how much of it is in the file, in pages.
+func (f *sqliteFile) checkpoint(ctx context.Context) (frames, copied int, err error) {
+	var busy int
+	err = f.read.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	return frames, copied, err
 }
 
 // close stops the checkpoints and closes the pools (closing the file's
@@ -217,7 +258,7 @@ func (s *sqlite) file(id string) (*sqliteFile, error) {
 	if f, ok := s.tenants[id]; ok {
 		return f, nil
 	}
-	f, err := openSQLiteFile(filepath.Join(s.dataDir, "tenants", id+".db"), s.busy)
+	f, err := openSQLiteFile(filepath.Join(s.dataDir, "tenants", id+".db"), s.busy, s.walMax)
 	if err != nil {
 		return nil, err
 	}

@@ -24,9 +24,10 @@ import (
 type writer struct {
 	db *bun.DB
 	// turn, when not nil, holds a token while a write transaction of
-	// Tenant.Begin runs: a buffered channel of capacity 1, whose blocked
-	// senders are served in the order they came. maxWait bounds the wait
-	// for a turn.
+	// Tenant.Begin runs (or the checkpoint that lets SQLite start a long
+	// WAL over, sqliteFile.finish): a buffered channel of capacity 1, whose
+	// blocked senders are served in the order they came. maxWait bounds
+	// the wait for a turn.
 	turn    chan struct{}
 	maxWait time.Duration
 }
@@ -40,7 +41,7 @@ func (w *writer) begin(ctx context.Context) (tx bun.Tx, end func(), err error) {
 		if err := w.wait(ctx); err != nil {
 			return bun.Tx{}, nil, classify(err)
 		}
-		end = func() { <-w.turn }
+		end = w.done
 	}
 	tx, err = w.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -49,6 +50,9 @@ func (w *writer) begin(ctx context.Context) (tx bun.Tx, end func(), err error) {
 	}
 	return tx, end, nil
 }
+
+// done gives up the turn that wait took.
+func (w *writer) done() { <-w.turn }
 
 // wait takes the turn to write: at once when no transaction holds it, else
 // after the transactions that asked before, within ctx and maxWait (past

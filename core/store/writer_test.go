@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +27,7 @@ import (
 // succeed, and every write is there.
 func TestSQLiteWritersTakeTurns(t *testing.T) {
 	t.Parallel()
-	st, err := store.OpenSQLite(t.TempDir(), 0)
+	st, err := store.OpenSQLite(t.TempDir(), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestSQLiteWritersTakeTurns(t *testing.T) {
 // when its context ends, and the turn goes on to the next one.
 func TestSQLiteTurnWait(t *testing.T) {
 	t.Parallel()
-	st, err := store.OpenSQLite(t.TempDir(), 0)
+	st, err := store.OpenSQLite(t.TempDir(), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestSQLiteTurnWait(t *testing.T) {
 func TestSQLiteCheckpointsInBackground(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := store.OpenSQLite(dir, time.Second)
+	st, err := store.OpenSQLite(dir, time.Second, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,5 +198,70 @@ func TestSQLiteCheckpointsInBackground(t *testing.T) {
 	// WAL's bound.
 	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, testkit.Until("the writes are checkpointed", func() bool {
 		return size() >= before+100*4096
+	}))
+}
+
+// TestSQLiteWALStartsOver: write transactions that follow each other
+// without a pause never leave the WAL alone for a checkpoint to reach its
+// end, which SQLite needs to start the WAL over rather than append to it;
+// past its bound, a checkpoint that holds the turn to write lets the next
+// write start it over (which counts in the WAL's header).
+func TestSQLiteWALStartsOver(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(dir, time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tn := kanbanTenant(t, st, "acme")
+	wal := filepath.Join(dir, "tenants", "acme.db-wal")
+	starts := func() uint32 { // the WAL header's checkpoint sequence number
+		b := make([]byte, 16)
+		f, err := os.Open(wal)
+		if err != nil {
+			return 0
+		}
+		defer f.Close()
+		if _, err := io.ReadFull(f, b); err != nil {
+			return 0
+		}
+		return binary.BigEndian.Uint32(b[12:])
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				recs := make([]schema.Record, 40)
+				for j := range recs {
+					recs[j] = workspace(fmt.Sprintf("w%d-%d-%d-%s", w, i, j, strings.Repeat("x", 500)))
+				}
+				x, err := tn.Begin(ctx)
+				if err == nil {
+					if err = x.Upsert(ctx, "Workspace", recs); err == nil {
+						err = x.Commit()
+					} else {
+						_ = x.Rollback()
+					}
+				}
+				if err != nil && ctx.Err() == nil {
+					t.Errorf("write: %v", err)
+					return
+				}
+			}
+		})
+	}
+	upsert(t, tn, "Workspace", workspace("first"))
+	first := starts()
+	testkit.Eventually(t, 30*time.Second, 10*time.Millisecond, testkit.Until("the WAL has started over 3 times", func() bool {
+		return starts() >= first+3
 	}))
 }
