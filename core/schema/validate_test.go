@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -514,6 +516,71 @@ func TestValidateFilter(t *testing.T) {
 	} {
 		if _, _, err := board.ValidateFilter(json.RawMessage(filter)); err == nil || err.Error() != want {
 			t.Errorf("ValidateFilter(%s) = %v, want %q", filter, err, want)
+		}
+	}
+}
+
+// AppendFloat writes a float64 exactly as encoding/json does (records are
+// written without it, see MarshalRecord).
+func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	floats := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 0.1 + 0.2, 1.5, 1e-6, 9.99999e-7, 1e-7, 1e20, 1e21, 123456789.125,
+		math.MaxFloat64, math.SmallestNonzeroFloat64, -math.MaxFloat64, 1e-9, 5e-324, 1.7e308}
+	r := rand.New(rand.NewPCG(1, 2))
+	for len(floats) < 20000 {
+		if f := math.Float64frombits(r.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			floats = append(floats, f)
+		}
+	}
+	for _, f := range floats {
+		want, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendFloat(nil, f)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("AppendFloat(%v) = %s, %v; encoding/json writes %s", f, got, err, want)
+		}
+	}
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := AppendFloat(nil, f); err == nil {
+			t.Errorf("AppendFloat(%v) succeeded", f)
+		}
+	}
+}
+
+// DecodeRecord reads back what MarshalRecord writes, nulls included where
+// Validate would refuse them.
+func TestDecodeRecord(t *testing.T) {
+	t.Parallel()
+	m := mustParse(t, validateSrc).Model("Everything")
+	payload := `{"id":1,"s":"é \"q\"","i":-2,"f":2.5,"b":true,"d":"2026-11-25T10:00:00.1+01:00","j":{"k": [1, 2]},` +
+		`"by":"aGk=","bi":"9007199254740993","dec":1.50,"role":"ADMIN","tags":["a","b"],"nums":[],"opt":null,"cnt":4}`
+	rec, err := m.Validate(json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.MarshalRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.DecodeRecord(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(rec, got); diff != "" {
+		t.Errorf("DecodeRecord(MarshalRecord(r)) (-r +got):\n%s", diff)
+	}
+	nulls := Record{}
+	for _, f := range m.Fields {
+		nulls[f.Name] = nil
+	}
+	if got, err := m.DecodeRecord(json.RawMessage(`{"s":null}`)); err != nil || !maps.Equal(got, nulls) {
+		t.Errorf("DecodeRecord of nulls = %v, %v; want every field nil", got, err)
+	}
+	for _, bad := range []string{`[]`, `{"nope":1}`, `{"i":"x"}`} {
+		if _, err := m.DecodeRecord(json.RawMessage(bad)); err == nil {
+			t.Errorf("DecodeRecord(%s) succeeded", bad)
 		}
 	}
 }
