@@ -262,16 +262,17 @@ func BenchmarkPullPage(b *testing.B) {
 			b.ResetTimer()
 			cpu := processCPU()
 			for i := 0; i < b.N; i++ {
-				resp, err := svc.Pull(ctx, sub, nil, req)
+				resp, err := svc.PullJSON(ctx, sub, nil, req)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(resp.LogsWithRecords) == 0 {
+				if resp.Len() == 0 {
 					req = pull.Request{Limit: &limit} // wrap around
 					continue
 				}
-				entries += len(resp.LogsWithRecords)
+				entries += resp.Len()
 				buf = resp.AppendJSON(buf[:0])
+				resp.Release()
 				req = pull.Request{Limit: &limit, LastChangelogID: resp.Cursor}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1000/float64(max(entries, 1)), "µs/entry")

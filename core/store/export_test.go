@@ -25,3 +25,11 @@ func (t *Tenant) SetSystemVersion(ctx context.Context, v string) error {
 	_, err := t.db.ExecContext(ctx, "UPDATE "+t.prefix+`"_meta" SET value = ? WHERE key = 'system'`, v)
 	return err
 }
+
+// ReadPagesThroughDatabaseSQL makes PostgreSQL pages read through
+// database/sql, as on a connection that is not pgx's, until the returned
+// function is called (tests running meanwhile read theirs so too).
+func ReadPagesThroughDatabaseSQL() (restore func()) {
+	pgxPages.Store(false)
+	return func() { pgxPages.Store(true) }
+}
