@@ -337,12 +337,21 @@ func AppendFloat(dst []byte, x float64) ([]byte, error) {
 // AppendTime appends t as a JSON string in TimeLayout (UTC); a time outside
 // the years 0001 to 9999 is an error.
 func AppendTime(dst []byte, t time.Time) ([]byte, error) {
-	if t = t.UTC(); t.Year() < 1 || t.Year() > 9999 {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 1 || year > 9999 {
 		return nil, fmt.Errorf("DateTime %v is outside the years 0001 to 9999", t)
 	}
-	dst = append(dst, '"')
-	dst = t.AppendFormat(dst, TimeLayout)
-	return append(dst, '"'), nil
+	// What t.AppendFormat(dst, TimeLayout) writes, digit by digit (a page
+	// writes many; AppendFormat interprets the layout each time).
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	dst = append(dst, '"',
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
+	return dst, nil
 }
 
 func (f *Field) appendScalar(dst []byte, v any) ([]byte, error) {

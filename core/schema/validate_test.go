@@ -584,3 +584,28 @@ func TestDecodeRecord(t *testing.T) {
 		}
 	}
 }
+
+// AppendTime writes what AppendFormat does with TimeLayout, in quotes.
+func TestAppendTime(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	lo, hi := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC).UnixMicro()
+	times := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2024, 2, 29, 13, 45, 6, 789654321, time.FixedZone("", 5*3600+1800)), time.Unix(0, 0),
+	}
+	for len(times) < 20000 {
+		times = append(times, time.UnixMicro(lo+r.Int64N(hi-lo)))
+	}
+	for _, tm := range times {
+		want := `"` + tm.UTC().Format(TimeLayout) + `"`
+		if got, err := AppendTime(nil, tm); err != nil || string(got) != want {
+			t.Fatalf("AppendTime(%v) = %s, %v; want %s", tm, got, err, want)
+		}
+	}
+	for _, tm := range []time.Time{time.Date(0, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if _, err := AppendTime(nil, tm); err == nil {
+			t.Errorf("AppendTime(%v) succeeded", tm)
+		}
+	}
+}
