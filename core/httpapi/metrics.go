@@ -133,7 +133,7 @@ func (m *metrics) countPush(tenantID string, results []push.Result) {
 }
 
 func (m *metrics) countPull(tenantID string, resp *pull.Response) {
-	m.pulled.WithLabelValues(tenantID).Add(float64(len(resp.LogsWithRecords)))
+	m.pulled.WithLabelValues(tenantID).Add(float64(resp.Len()))
 }
 
 // timePush observes a push batch that started at start.

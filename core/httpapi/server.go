@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -374,7 +375,7 @@ func (s *Server) pull(c *gin.Context) {
 		ctx = pull.WithWaitStop(ctx, s.stopped.Done()) // a shutdown ends the wait, not the reads
 	}
 	start := time.Now()
-	resp, err := t.Pull.Pull(ctx, c.GetString(subjectKey), roles(c), req)
+	resp, err := t.Pull.PullJSON(ctx, c.GetString(subjectKey), roles(c), req)
 	s.metrics.timePull(t.Manifest.ID, req, start)
 	if wait {
 		// The wait writes nothing: the page gets the write timeout from now,
@@ -388,6 +389,9 @@ func (s *Server) pull(c *gin.Context) {
 	s.metrics.countPull(t.Manifest.ID, resp)
 	buf := pageBuffers.Get().(*[]byte)
 	*buf = resp.AppendJSON((*buf)[:0])
+	resp.Release()
+	// Its length is known: the page goes out as one body, not in chunks.
+	c.Header("Content-Length", strconv.Itoa(len(*buf)))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", *buf)
 	if cap(*buf) <= 1<<20 { // keep the pool's buffers page-sized
 		pageBuffers.Put(buf)

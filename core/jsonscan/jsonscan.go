@@ -133,15 +133,16 @@ func ForEachElement(arr []byte, fn func(el []byte)) {
 // decode to themselves: no escapes and valid UTF-8, which encoding/json
 // would otherwise replace with U+FFFD.
 func IsPlainString(s []byte) bool {
+	ascii := true
 	for _, c := range s {
 		if c == '\\' {
 			return false
 		}
 		if c >= utf8.RuneSelf {
-			return utf8.Valid(s)
+			ascii = false // an escape may still follow
 		}
 	}
-	return true
+	return ascii || utf8.Valid(s)
 }
 
 // Unquote decodes a valid JSON string exactly as encoding/json does.

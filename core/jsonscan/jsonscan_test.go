@@ -30,8 +30,10 @@ func TestWalk(t *testing.T) {
 			t.Errorf("ObjectBytes(%q) accepted", bad)
 		}
 	}
-	if s := jsonscan.Unquote([]byte(`"x\u00e9"`)); s != "xé" {
-		t.Errorf("Unquote = %q", s)
+	for q, want := range map[string]string{`"x\u00e9"`: "xé", `"é \"x\" \\"`: `é "x" \`, `"é"`: "é", "\"\xff\"": "\ufffd"} {
+		if s := jsonscan.Unquote([]byte(q)); s != want {
+			t.Errorf("Unquote(%s) = %q, want %q", q, s, want)
+		}
 	}
 	for in, want := range map[string]int64{"0": 0, "-42": -42, "123456789012345": 123456789012345} {
 		if n, ok := jsonscan.SmallInt([]byte(in)); !ok || n != want {

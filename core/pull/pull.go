@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/syncplane/syncplane/core/changelog"
@@ -18,12 +19,13 @@ import (
 
 // Store reads one tenant's changelog and records.
 type Store interface {
-	// ReadPage hands fn, one at a time and in id order, at most limit
+	// ReadPageJSON hands fn, one at a time and in id order, at most limit
 	// entries of the given scopes, each after its own cursor id ("" for the
-	// beginning), each with its record's current state and scopes the
-	// first time the page names that record (Repeat on later entries of the
-	// same record); fn returns false to stop reading.
-	ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error
+	// beginning), each with its record's current state (as JSON in the
+	// wire format) and scopes the first time the page names that record
+	// (Repeat on later entries of the same record); fn returns false to
+	// stop reading. The entry is only valid during the call.
+	ReadPageJSON(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error
 	// Horizons maps those of scopes whose expired tombstones were dropped
 	// to the newest id dropped there (nil when the tenant never drops
 	// any).
@@ -79,10 +81,17 @@ type Request struct {
 	WaitMs *int `json:"waitMs"`
 }
 
-// Response is a pull page.
+// Response is a pull page. A page that Service.PullJSON returns holds its
+// entries already encoded, in a pooled buffer (see AppendJSON, Len and
+// Release), and no LogsWithRecords; LogsWithRecords is what Service.Pull
+// returns, what a client (or a test) decodes a page into, and what a
+// Response built by hand holds.
 type Response struct {
 	Cursor          *string         `json:"cursor"`
 	LogsWithRecords []LogWithRecord `json:"logsWithRecords"`
+
+	entries *[]byte // the encoded entries, comma-separated; nil: LogsWithRecords
+	n       int     // how many
 }
 
 // LogWithRecord is one changelog entry with its record's current state.
@@ -118,6 +127,9 @@ func DecodeRequest(body []byte) (Request, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return req, nil
 	}
+	if fast, ok := decodeRequestFast(body); ok {
+		return fast, checkRequest(fast)
+	}
 	// Decoded twice: first as a map, because encoding/json matches struct
 	// field names case-insensitively ("LIMIT" would set Limit) and
 	// dec.More reports no trailing data for a stray ']' or '}'.
@@ -139,21 +151,76 @@ func DecodeRequest(body []byte) (Request, error) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return req, &RequestError{Msg: "invalid pull body: " + err.Error()}
 	}
+	return req, checkRequest(req)
+}
+
+// decodeRequestFast decodes what clients send, a JSON object of the known
+// fields (keys without escapes, strings or null for the ids, integers of
+// at most 15 digits or null for the numbers), as the full decoder would,
+// without encoding/json; ok is false for anything else, which the full
+// decoder reads (and refuses in its own words).
+func decodeRequestFast(body []byte) (req Request, ok bool) {
+	obj, ok := jsonscan.ObjectBytes(body)
+	if !ok {
+		return req, false
+	}
+	jsonscan.ForEachMember(obj, func(key, val []byte) {
+		if !ok {
+			return
+		}
+		switch string(key[1 : len(key)-1]) { // a repeated key: the last wins, as in encoding/json
+		case "lastChangelogId":
+			req.LastChangelogID, ok = stringMember(val)
+		case "scopeKey":
+			req.ScopeKey, ok = stringMember(val)
+		case "limit":
+			req.Limit, ok = intMember(val)
+		case "waitMs":
+			req.WaitMs, ok = intMember(val)
+		default:
+			ok = false
+		}
+	})
+	return req, ok
+}
+
+func stringMember(v []byte) (*string, bool) {
+	switch v[0] {
+	case 'n':
+		return nil, true
+	case '"':
+		s := jsonscan.Unquote(v)
+		return &s, true
+	}
+	return nil, false
+}
+
+func intMember(v []byte) (*int, bool) {
+	if v[0] == 'n' {
+		return nil, true
+	}
+	n, ok := jsonscan.SmallInt(v)
+	i := int(n)
+	return &i, ok
+}
+
+// checkRequest refuses a decoded body that cannot be served.
+func checkRequest(req Request) error {
 	if req.LastChangelogID != nil {
 		if _, err := decodeCursor(*req.LastChangelogID); err != nil || *req.LastChangelogID == "" {
-			return req, &RequestError{Msg: fmt.Sprintf("lastChangelogId %q is not a changelog id or a cursor syncplane gave out", *req.LastChangelogID)}
+			return &RequestError{Msg: fmt.Sprintf("lastChangelogId %q is not a changelog id or a cursor syncplane gave out", *req.LastChangelogID)}
 		}
 	}
 	if req.Limit != nil && *req.Limit < 1 {
-		return req, &RequestError{Msg: fmt.Sprintf("limit must be at least 1, got %d", *req.Limit)}
+		return &RequestError{Msg: fmt.Sprintf("limit must be at least 1, got %d", *req.Limit)}
 	}
 	if req.WaitMs != nil && (*req.WaitMs < 0 || *req.WaitMs > MaxWaitMs) {
-		return req, &RequestError{Msg: fmt.Sprintf("waitMs must be between 0 and %d, got %d", MaxWaitMs, *req.WaitMs)}
+		return &RequestError{Msg: fmt.Sprintf("waitMs must be between 0 and %d, got %d", MaxWaitMs, *req.WaitMs)}
 	}
 	if req.ScopeKey != nil && *req.ScopeKey == "" {
-		return req, &RequestError{Msg: "scopeKey must not be empty"}
+		return &RequestError{Msg: "scopeKey must not be empty"}
 	}
-	return req, nil
+	return nil
 }
 
 // Service serves pulls for one tenant.
@@ -185,12 +252,29 @@ func (s *Service) PullableScopes(ctx context.Context, subject string, roles map[
 	return s.scopes(ctx, &reader{id: subject, roles: roles, decisions: map[[2]string]bool{}})
 }
 
-// Pull returns the next page. With req.ScopeKey it reads that one scope
-// (ErrForbidden when the subject may not pull it) and the cursor is the
-// last entry's id. Without it, it reads the union of every scope the
-// subject may pull (see scopes), merged in one stream behind one opaque
-// cursor that holds a position per scope.
+// Pull is PullJSON with the page's entries decoded into LogsWithRecords,
+// for callers in the process (tools, tests); the HTTP API sends the bytes
+// PullJSON made.
 func (s *Service) Pull(ctx context.Context, subject string, roles map[string]string, req Request) (*Response, error) {
+	resp, err := s.PullJSON(ctx, subject, roles, req)
+	if err != nil || resp.entries == nil {
+		return resp, err
+	}
+	defer resp.Release()
+	var page Response
+	if err := json.Unmarshal(resp.AppendJSON(nil), &page); err != nil {
+		return nil, fmt.Errorf("pull: decode a page: %w", err)
+	}
+	return &page, nil
+}
+
+// PullJSON returns the next page, its entries encoded (Response.AppendJSON
+// writes it; Release hands its buffer back). With req.ScopeKey it reads
+// that one scope (ErrForbidden when the subject may not pull it) and the
+// cursor is the last entry's id. Without it, it reads the union of every
+// scope the subject may pull (see scopes), merged in one stream behind one
+// opaque cursor that holds a position per scope.
+func (s *Service) PullJSON(ctx context.Context, subject string, roles map[string]string, req Request) (*Response, error) {
 	limit := s.limits.PageSize
 	if req.Limit != nil {
 		limit = min(*req.Limit, s.limits.PageMax)
@@ -227,7 +311,7 @@ func (s *Service) Pull(ctx context.Context, subject string, roles map[string]str
 	ready, stop := s.waiter.Watch(scopes)
 	defer stop()
 	resp, err := s.page(ctx, who, req, cur, scopes, limit)
-	if err != nil || len(resp.LogsWithRecords) > 0 {
+	if err != nil || resp.Len() > 0 {
 		return resp, err
 	}
 	timer := time.NewTimer(time.Duration(*req.WaitMs) * time.Millisecond)
@@ -282,13 +366,15 @@ func waitStop(ctx context.Context) <-chan struct{} {
 // page reads one page of scopes after cur: at most limit entries, and no
 // more than the page budget of response bytes (but at least one entry).
 //
-// The entries arrive one at a time (Store.ReadPage). A record is encoded
-// once, at its first visible entry on the page, and the page's later
-// entries of that record share the encoding, so the page holds each record
-// it shows once; an entry is counted in the budget with its record (the
-// response repeats it), and reading stops at the first entry that would
-// pass the budget: the server keeps no more than the budget of records,
-// and the cursor stands at the last entry the page took (or passed over).
+// The entries arrive one at a time (Store.ReadPageJSON), each record as
+// JSON already in the wire format, and each entry taken is appended at
+// once, encoded, to the page's buffer: nothing of an entry is kept but its
+// bytes. A record is encoded once, at its first entry on the page, and
+// the page's later entries of that record copy those bytes (the response
+// repeats it); an entry is counted in the budget with its record, and
+// reading stops at the first entry that would pass the budget: the server
+// keeps no more than the budget, and the cursor stands at the last entry
+// the page took (or passed over).
 func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (*Response, error) {
 	after := make(map[string]string, len(scopes))
 	for _, sc := range scopes {
@@ -314,11 +400,12 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	// The envelope and the cursor are bounded (see maxCursorBytes).
 	budget -= len(`{"cursor":,"logsWithRecords":[]}`) + maxCursorBytes
 	resp := &Response{Cursor: req.LastChangelogID, LogsWithRecords: []LogWithRecord{}}
+	buf := getBuffer()
 	var (
-		read    []changelog.Entry            // what the cursor moves past
-		encoded = map[string]encodedRecord{} // record → its JSON on this page
-		size    int                          // bytes of the entries taken
-		scratch []byte
+		body = *buf
+		read = make([]changelog.Entry, 0, min(limit, 64)) // what the cursor moves past: scope and id
+		recs pageRecords
+		size int // bytes of the entries taken, each counted with a comma
 	)
 	// Entries of models the subject may not pull are passed over: the
 	// cursor moves past them, the client never sees them. A page made only
@@ -326,62 +413,82 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	// goes on until a page has something to show or the stream ends.
 	for {
 		n, stop := 0, false
-		err := s.store.ReadPage(ctx, after, limit, func(e *syncdata.PageEntry) (bool, error) {
+		err := s.store.ReadPageJSON(ctx, after, limit, func(e *syncdata.PageEntry) (bool, error) {
 			n++
 			ok, err := who.allow(s.authz, e.ScopeKey, e.Model)
 			if err != nil {
 				return false, err
 			}
-			key := e.Model + "\x00" + string(e.KeyPath)
-			rec := encoded[key]
-			switch {
-			case e.Repeat:
-			case ok: // encoded below, when the entry is taken
-				rec = encodedRecord{entry: e}
-			default: // not kept: a later entry of the record reads it again
-				rec = encodedRecord{}
+			var rec *pageRecord
+			if e.Repeat {
+				rec = recs.find(e.Model, e.KeyPath)
+			} else {
+				rec = recs.add(e.Model, e.KeyPath)
 			}
-			encoded[key] = rec
 			if !ok {
-				read = append(read, e.Entry)
+				// Not shown: a later entry of its record on this page
+				// must read it again (see below).
+				if !e.Repeat {
+					rec.passed = true
+				}
+				read = append(read, changelog.Entry{ID: e.ID, ScopeKey: e.ScopeKey})
 				after[e.ScopeKey] = e.ID
 				return true, nil
 			}
-			if rec.entry == nil && rec.json == nil {
+			if rec == nil || rec.passed {
 				// Its record came with an entry that was passed over: read
 				// again from here, where this entry is the record's first.
 				stop = true
 				return false, nil
 			}
-			if rec.json == nil {
-				if rec.json, err = s.record(who, rec.entry); err != nil {
+			mark := len(body)
+			if resp.n > 0 {
+				body = append(body, ',')
+			}
+			body = appendEntry(body, e.ID, e.Model, e.KeyPath, string(e.Operation), e.ScopeKey, e.OutboxEventID)
+			if e.Repeat {
+				body = append(body, body[rec.start:rec.end]...)
+			} else {
+				start := len(body)
+				if body, err = s.appendRecord(body, who, e); err != nil {
 					return false, err
 				}
-				rec.entry = nil // the encoding is kept, not the record
-				encoded[key] = rec
+				rec.start, rec.end = start, len(body)
 			}
-			l := LogWithRecord{ID: e.ID, ChangelogID: e.ID, Model: e.Model, KeyPath: e.KeyPath, Operation: string(e.Operation),
-				ScopeKey: e.ScopeKey, OutboxEventID: e.OutboxEventID, Record: rec.json}
-			scratch = l.appendJSON(scratch[:0], false)
-			sz := len(scratch) + len(l.Record) + 1 // and the comma before it
-			if len(resp.LogsWithRecords) > 0 && size+sz > budget {
+			body = append(body, '}')
+			sz := len(body) - mark
+			if resp.n == 0 {
+				sz++ // every entry counts its comma
+			}
+			if resp.n > 0 && size+sz > budget {
+				body = body[:mark]
 				stop = true
 				return false, nil
 			}
 			size += sz
-			resp.LogsWithRecords = append(resp.LogsWithRecords, l)
-			read = append(read, e.Entry)
+			resp.n++
+			read = append(read, changelog.Entry{ID: e.ID, ScopeKey: e.ScopeKey})
 			after[e.ScopeKey] = e.ID
 			return true, nil
 		})
 		if err != nil {
+			*buf = body
+			putBuffer(buf)
 			return nil, err
 		}
-		if len(resp.LogsWithRecords) > 0 || (!stop && n < limit) {
+		if resp.n > 0 || (!stop && n < limit) {
 			break
 		}
+		recs.reset()
+	}
+	*buf = body
+	if resp.n > 0 {
+		resp.entries = buf
+	} else {
+		putBuffer(buf)
 	}
 	if err := s.checkHorizons(ctx, from, cur.since()); err != nil {
+		resp.Release()
 		return nil, err
 	}
 	if len(read) == 0 {
@@ -394,10 +501,54 @@ func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor
 	}
 	next, err := s.nextCursor(ctx, cur, scopes, read)
 	if err != nil {
+		resp.Release()
 		return nil, err
 	}
 	resp.Cursor = &next
 	return resp, nil
+}
+
+// pageRecords are the records of a page's entries, in the order of their
+// first entries, so that a later entry of a record finds its encoding.
+// Most pages name each record once: the index by key is made only when an
+// entry repeats a record.
+type pageRecords struct {
+	list    []pageRecord
+	index   map[string]int // model and key path → list
+	indexed int            // list[:indexed] is in index
+}
+
+// pageRecord is a record on a page: where its JSON is in the page's
+// buffer, or passed when its first entry was passed over.
+type pageRecord struct {
+	model      string
+	keyPath    []byte
+	start, end int
+	passed     bool
+}
+
+func (p *pageRecords) add(model string, keyPath []byte) *pageRecord {
+	p.list = append(p.list, pageRecord{model: model, keyPath: keyPath})
+	return &p.list[len(p.list)-1]
+}
+
+// find returns the record of model and key path, nil if none.
+func (p *pageRecords) find(model string, keyPath []byte) *pageRecord {
+	if p.index == nil {
+		p.index = make(map[string]int, len(p.list))
+	}
+	for ; p.indexed < len(p.list); p.indexed++ {
+		r := &p.list[p.indexed]
+		p.index[r.model+"\x00"+string(r.keyPath)] = p.indexed // a later first entry of the same record wins
+	}
+	if i, ok := p.index[model+"\x00"+string(keyPath)]; ok {
+		return &p.list[i]
+	}
+	return nil
+}
+
+func (p *pageRecords) reset() {
+	p.list, p.index, p.indexed = p.list[:0], nil, 0
 }
 
 // checkHorizons fails with ErrGone when the position a page started from
@@ -434,13 +585,6 @@ func (s *Service) checkHorizons(ctx context.Context, from map[string]string, sin
 		}
 	}
 	return nil
-}
-
-// encodedRecord is a record of a page: the entry that brought it until an
-// entry shows it, then its JSON ("null" when the reader may not see it).
-type encodedRecord struct {
-	entry *syncdata.PageEntry
-	json  json.RawMessage
 }
 
 // reader is the subject of one pull with the decisions made for it.
@@ -504,17 +648,12 @@ func (s *Service) scopes(ctx context.Context, who *reader) ([]string, error) {
 	return out, nil
 }
 
-// record is the JSON of e's record as the reader may see it: null when
-// the record is gone, its model is not synced, or none of the scopes it is
-// in now is one where the reader may pull its model.
-func (s *Service) record(who *reader, e *syncdata.PageEntry) (json.RawMessage, error) {
-	null := json.RawMessage("null")
-	if e.Record == nil {
-		return null, nil
-	}
-	m := s.sch.Model(e.Model)
-	if m == nil || !s.own.IsSynced(e.Model) {
-		return null, nil
+// appendRecord appends the JSON of e's record as the reader may see it:
+// null when the record is gone, its model is not synced, or none of the
+// scopes it is in now is one where the reader may pull its model.
+func (s *Service) appendRecord(dst []byte, who *reader, e *syncdata.PageEntry) ([]byte, error) {
+	if e.JSON == nil || !s.own.IsSynced(e.Model) || s.sch.Model(e.Model) == nil {
+		return append(dst, "null"...), nil
 	}
 	for _, sc := range e.Scopes {
 		ok, err := who.allow(s.authz, sc, e.Model)
@@ -522,19 +661,16 @@ func (s *Service) record(who *reader, e *syncdata.PageEntry) (json.RawMessage, e
 			return nil, err
 		}
 		if ok {
-			out, err := m.AppendRecord(make([]byte, 0, 256), e.Record)
-			if err != nil {
-				return nil, fmt.Errorf("changelog entry %s: %w", e.ID, err)
-			}
-			return out, nil
+			return append(dst, e.JSON...), nil
 		}
 	}
-	return null, nil
+	return append(dst, "null"...), nil
 }
 
 // AppendJSON appends the response as JSON to dst: the same document
 // encoding/json makes of it, without re-validating the records, which
-// are JSON made by the schema's encoder.
+// are JSON written as the schema's encoder writes them (see
+// store.Tenant.ReadPageJSON).
 func (r *Response) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"cursor":`...)
 	if r.Cursor == nil {
@@ -543,44 +679,81 @@ func (r *Response) AppendJSON(dst []byte) []byte {
 		dst = jsonscan.AppendString(dst, *r.Cursor)
 	}
 	dst = append(dst, `,"logsWithRecords":[`...)
+	if r.entries != nil {
+		dst = append(dst, *r.entries...)
+		return append(dst, "]}"...)
+	}
 	for i, l := range r.LogsWithRecords {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = l.appendJSON(dst, true)
+		dst = appendEntry(dst, l.ID, l.Model, l.KeyPath, l.Operation, l.ScopeKey, l.OutboxEventID)
+		dst = appendRaw(dst, l.Record)
+		dst = append(dst, '}')
 	}
 	return append(dst, "]}"...)
 }
 
-// appendJSON appends the entry as JSON to dst; without the record (its
-// value and the closing brace) when withRecord is false, which is how
-// a page measures its entries.
-func (l *LogWithRecord) appendJSON(dst []byte, withRecord bool) []byte {
-	dst = append(dst, `{"id":`...)
-	dst = jsonscan.AppendString(dst, l.ID)
-	dst = append(dst, `,"changelogId":`...)
-	dst = jsonscan.AppendString(dst, l.ChangelogID)
-	dst = append(dst, `,"model":`...)
-	dst = jsonscan.AppendString(dst, l.Model)
-	dst = append(dst, `,"keyPath":`...)
-	dst = appendRaw(dst, l.KeyPath)
-	dst = append(dst, `,"operation":`...)
-	dst = jsonscan.AppendString(dst, l.Operation)
-	dst = append(dst, `,"scopeKey":`...)
-	dst = jsonscan.AppendString(dst, l.ScopeKey)
-	dst = append(dst, `,"outboxEventId":`...)
-	dst = jsonscan.AppendString(dst, l.OutboxEventID)
-	dst = append(dst, `,"record":`...)
-	if !withRecord {
-		return append(dst, '}')
+// Len is the number of entries of the page.
+func (r *Response) Len() int {
+	if r.entries != nil {
+		return r.n
 	}
-	dst = appendRaw(dst, l.Record)
-	return append(dst, '}')
+	return len(r.LogsWithRecords)
 }
 
-func appendRaw(dst []byte, raw json.RawMessage) []byte {
+// Release hands the page's buffer back for another page; the response
+// holds no entries after it. Call it once the response is written (a
+// response that is never released is simply collected).
+func (r *Response) Release() {
+	if r.entries != nil {
+		putBuffer(r.entries)
+		r.entries, r.n = nil, 0
+	}
+}
+
+// appendEntry appends an entry as JSON to dst, up to its record's value:
+// the record and the closing brace follow. id is also its changelogId.
+func appendEntry(dst []byte, id, model string, keyPath []byte, op, scope, outbox string) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = jsonscan.AppendString(dst, id)
+	dst = append(dst, `,"changelogId":`...)
+	dst = jsonscan.AppendString(dst, id)
+	dst = append(dst, `,"model":`...)
+	dst = jsonscan.AppendString(dst, model)
+	dst = append(dst, `,"keyPath":`...)
+	dst = appendRaw(dst, keyPath)
+	dst = append(dst, `,"operation":`...)
+	dst = jsonscan.AppendString(dst, op)
+	dst = append(dst, `,"scopeKey":`...)
+	dst = jsonscan.AppendString(dst, scope)
+	dst = append(dst, `,"outboxEventId":`...)
+	dst = jsonscan.AppendString(dst, outbox)
+	return append(dst, `,"record":`...)
+}
+
+func appendRaw(dst []byte, raw []byte) []byte {
 	if len(raw) == 0 {
 		return append(dst, "null"...)
 	}
 	return append(dst, raw...)
+}
+
+// pageBuffers hold the encoded entries of pages. A buffer that grew past
+// maxPooledBuffer (a page of large records) is left to the collector, so
+// that one large page does not stay in memory.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+const maxPooledBuffer = 1 << 20
+
+func getBuffer() *[]byte {
+	b := pageBuffers.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		pageBuffers.Put(b)
+	}
 }

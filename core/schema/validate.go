@@ -195,6 +195,78 @@ func (m *Model) MarshalRecord(r Record) (json.RawMessage, error) {
 	return b, err
 }
 
+// DecodeRecord is the inverse of MarshalRecord: it reads the JSON of a
+// stored record, as MarshalRecord writes it (a pull page's records, say),
+// into a Record with every field of the model, each value of the Go type
+// Validate gives. Unlike Validate it reads what storage holds, not what a
+// client sends: any field may be null, and a missing one is.
+func (m *Model) DecodeRecord(doc json.RawMessage) (Record, error) {
+	obj, ok := jsonscan.ObjectBytes(doc)
+	if !ok {
+		return nil, fmt.Errorf("schema: model %s: a record must be a JSON object", m.Name)
+	}
+	rec := make(Record, len(m.Fields))
+	for _, f := range m.Fields {
+		rec[f.Name] = nil
+	}
+	var err error
+	jsonscan.ForEachMember(obj, func(key, val []byte) {
+		if err != nil {
+			return
+		}
+		i := m.fieldIndex(key)
+		if i < 0 {
+			err = fmt.Errorf("schema: model %s has no field %s", m.Name, key)
+			return
+		}
+		f := m.Fields[i]
+		if isNull(val) {
+			rec[f.Name] = nil
+			return
+		}
+		v, verr := f.storedValue(val)
+		if verr != nil {
+			err = fmt.Errorf("schema: %s.%s: %w", m.Name, f.Name, verr)
+			return
+		}
+		rec[f.Name] = v
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// storedValue is value for DecodeRecord: a list may hold nulls (a Json
+// list's null is the JSON null).
+func (f *Field) storedValue(raw json.RawMessage) (any, error) {
+	if !f.List || raw[0] != '[' {
+		return f.value(raw)
+	}
+	var out []any
+	var err error
+	jsonscan.ForEachElement(raw, func(el []byte) {
+		var v any
+		switch {
+		case err != nil:
+			return
+		case isNull(el) && f.Type == JSON:
+			v = json.RawMessage("null")
+		case isNull(el):
+		default:
+			v, err = f.scalarValue(el)
+		}
+		out = append(out, v)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("element %d %w", len(out)-1, err)
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return out, nil
+}
+
 // AppendRecord is MarshalRecord appending to dst.
 func (m *Model) AppendRecord(dst []byte, r Record) ([]byte, error) {
 	for k := range r {
@@ -209,29 +281,77 @@ func (m *Model) AppendRecord(dst []byte, r Record) ([]byte, error) {
 		}
 		dst = jsonscan.AppendString(dst, f.Name)
 		dst = append(dst, ':')
-		v := r[f.Name]
 		var err error
-		if l, ok := v.([]any); ok && f.List {
-			dst = append(dst, '[')
-			for j, el := range l {
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				if dst, err = f.appendScalar(dst, el); err != nil {
-					break
-				}
-			}
-			dst = append(dst, ']')
-		} else if f.List && v != nil {
-			err = fmt.Errorf("want []any, got %T", v)
-		} else {
-			dst, err = f.appendScalar(dst, v)
-		}
-		if err != nil {
+		if dst, err = f.AppendValue(dst, r[f.Name]); err != nil {
 			return nil, fmt.Errorf("schema: %s.%s: %w", m.Name, f.Name, err)
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// AppendValue appends v, a value of f (a Record's, as Validate gives it),
+// as MarshalRecord writes it.
+func (f *Field) AppendValue(dst []byte, v any) ([]byte, error) {
+	l, ok := v.([]any)
+	switch {
+	case ok && f.List:
+		dst = append(dst, '[')
+		for j, el := range l {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = f.appendScalar(dst, el); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, ']'), nil
+	case f.List && v != nil:
+		return nil, fmt.Errorf("want []any, got %T", v)
+	}
+	return f.appendScalar(dst, v)
+}
+
+// AppendFloat appends x as encoding/json writes a float64 (the shortest
+// decimal that reads back as x, in exponent form below 1e-6 and from
+// 1e21); NaN and infinities, which JSON cannot hold, are an error.
+func AppendFloat(dst []byte, x float64) ([]byte, error) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil, fmt.Errorf("unsupported value: %v", x)
+	}
+	format := byte('f')
+	if abs := math.Abs(x); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, x, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9, as encoding/json writes it.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst, nil
+}
+
+// AppendTime appends t as a JSON string in TimeLayout (UTC); a time outside
+// the years 0001 to 9999 is an error.
+func AppendTime(dst []byte, t time.Time) ([]byte, error) {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 1 || year > 9999 {
+		return nil, fmt.Errorf("DateTime %v is outside the years 0001 to 9999", t)
+	}
+	// What t.AppendFormat(dst, TimeLayout) writes, digit by digit (a page
+	// writes many; AppendFormat interprets the layout each time).
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	dst = append(dst, '"',
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
+	return dst, nil
 }
 
 func (f *Field) appendScalar(dst []byte, v any) ([]byte, error) {
@@ -260,11 +380,10 @@ func (f *Field) appendScalar(dst []byte, v any) ([]byte, error) {
 			x, ok = float64(y), true
 		}
 		if ok {
-			b, err := json.Marshal(x)
-			if err != nil {
+			var err error
+			if dst, err = AppendFloat(dst, x); err != nil {
 				return nil, err
 			}
-			dst = append(dst, b...)
 		}
 	case Boolean:
 		var b bool
@@ -272,13 +391,12 @@ func (f *Field) appendScalar(dst []byte, v any) ([]byte, error) {
 		dst = strconv.AppendBool(dst, b)
 	case DateTime:
 		var t time.Time
-		t, ok = v.(time.Time)
-		if t = t.UTC(); ok && (t.Year() < 1 || t.Year() > 9999) {
-			return nil, fmt.Errorf("DateTime %v is outside the years 0001 to 9999", t)
+		if t, ok = v.(time.Time); ok {
+			var err error
+			if dst, err = AppendTime(dst, t); err != nil {
+				return nil, err
+			}
 		}
-		dst = append(dst, '"')
-		dst = t.AppendFormat(dst, TimeLayout)
-		dst = append(dst, '"')
 	case JSON:
 		var raw json.RawMessage
 		raw, ok = v.(json.RawMessage)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -514,6 +516,96 @@ func TestValidateFilter(t *testing.T) {
 	} {
 		if _, _, err := board.ValidateFilter(json.RawMessage(filter)); err == nil || err.Error() != want {
 			t.Errorf("ValidateFilter(%s) = %v, want %q", filter, err, want)
+		}
+	}
+}
+
+// AppendFloat writes a float64 exactly as encoding/json does (records are
+// written without it, see MarshalRecord).
+func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	floats := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 0.1 + 0.2, 1.5, 1e-6, 9.99999e-7, 1e-7, 1e20, 1e21, 123456789.125,
+		math.MaxFloat64, math.SmallestNonzeroFloat64, -math.MaxFloat64, 1e-9, 5e-324, 1.7e308}
+	r := rand.New(rand.NewPCG(1, 2))
+	for len(floats) < 20000 {
+		if f := math.Float64frombits(r.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			floats = append(floats, f)
+		}
+	}
+	for _, f := range floats {
+		want, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendFloat(nil, f)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("AppendFloat(%v) = %s, %v; encoding/json writes %s", f, got, err, want)
+		}
+	}
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := AppendFloat(nil, f); err == nil {
+			t.Errorf("AppendFloat(%v) succeeded", f)
+		}
+	}
+}
+
+// DecodeRecord reads back what MarshalRecord writes, nulls included where
+// Validate would refuse them.
+func TestDecodeRecord(t *testing.T) {
+	t.Parallel()
+	m := mustParse(t, validateSrc).Model("Everything")
+	payload := `{"id":1,"s":"é \"q\"","i":-2,"f":2.5,"b":true,"d":"2026-11-25T10:00:00.1+01:00","j":{"k": [1, 2]},` +
+		`"by":"aGk=","bi":"9007199254740993","dec":1.50,"role":"ADMIN","tags":["a","b"],"nums":[],"opt":null,"cnt":4}`
+	rec, err := m.Validate(json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.MarshalRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.DecodeRecord(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(rec, got); diff != "" {
+		t.Errorf("DecodeRecord(MarshalRecord(r)) (-r +got):\n%s", diff)
+	}
+	nulls := Record{}
+	for _, f := range m.Fields {
+		nulls[f.Name] = nil
+	}
+	if got, err := m.DecodeRecord(json.RawMessage(`{"s":null}`)); err != nil || !maps.Equal(got, nulls) {
+		t.Errorf("DecodeRecord of nulls = %v, %v; want every field nil", got, err)
+	}
+	for _, bad := range []string{`[]`, `{"nope":1}`, `{"i":"x"}`} {
+		if _, err := m.DecodeRecord(json.RawMessage(bad)); err == nil {
+			t.Errorf("DecodeRecord(%s) succeeded", bad)
+		}
+	}
+}
+
+// AppendTime writes what AppendFormat does with TimeLayout, in quotes.
+func TestAppendTime(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	lo, hi := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC).UnixMicro()
+	times := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2024, 2, 29, 13, 45, 6, 789654321, time.FixedZone("", 5*3600+1800)), time.Unix(0, 0),
+	}
+	for len(times) < 20000 {
+		times = append(times, time.UnixMicro(lo+r.Int64N(hi-lo)))
+	}
+	for _, tm := range times {
+		want := `"` + tm.UTC().Format(TimeLayout) + `"`
+		if got, err := AppendTime(nil, tm); err != nil || string(got) != want {
+			t.Fatalf("AppendTime(%v) = %s, %v; want %s", tm, got, err, want)
+		}
+	}
+	for _, tm := range []time.Time{time.Date(0, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if _, err := AppendTime(nil, tm); err == nil {
+			t.Errorf("AppendTime(%v) succeeded", tm)
 		}
 	}
 }

@@ -92,9 +92,9 @@ type backend interface {
 	// on it, for after (stmt, when set, is q prepared).
 	entriesSQL(tbl string) string
 	queryEntries(ctx context.Context, t *Tenant, q string, stmt *sql.Stmt, after map[string]string, limit int) (*sql.Rows, error)
-	// pageStmt is the prepared statement of a one-statement page, or nil
-	// when the connections cache it themselves.
-	pageStmt(ctx context.Context, t *Tenant, pq *pageQuery) (*sql.Stmt, error)
+	// pageRows runs the page statement pq for after and limit and hands
+	// row its rows, in order, until row returns false.
+	pageRows(ctx context.Context, t *Tenant, pq *pageQuery, after map[string]string, limit int, row func(pageRow) (bool, error)) error
 	// changes reads the changelog entries of Tenant.ChangesAcross.
 	changes(ctx context.Context, t *Tenant, after map[string]string, limit int) (*sql.Rows, error)
 	// constraint turns the driver's constraint errors into

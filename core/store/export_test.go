@@ -42,3 +42,11 @@ func OpenSQLite(dataDir string, busy time.Duration, walMaxFrames int) (*Store, e
 	}
 	return newStore(b, db), nil
 }
+
+// ReadPagesThroughDatabaseSQL makes PostgreSQL pages read through
+// database/sql, as on a connection that is not pgx's, until the returned
+// function is called (tests running meanwhile read theirs so too).
+func ReadPagesThroughDatabaseSQL() (restore func()) {
+	pgxPages.Store(false)
+	return func() { pgxPages.Store(true) }
+}

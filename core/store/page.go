@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,21 +26,27 @@ func recordKey(model string, keyPath []byte) string { return model + "\x00" + st
 // integers): the most records it holds that the reader may not take.
 const pageChunk = 16
 
-// ReadPage reads at most limit changelog entries of the given scopes, each
-// after its own cursor id ("" for the beginning), merged in id order, and
-// hands them to fn one at a time, in order, each with its record's current
-// state and scopes, the first time the page names that record (later
-// entries of the same record come with Repeat set). fn returns false to
-// stop: the rest of the page is neither read nor kept, so what a page
-// costs in memory is what fn keeps, whatever the records' sizes.
+// ReadPageJSON reads at most limit changelog entries of the given scopes,
+// each after its own cursor id ("" for the beginning), merged in id order,
+// and hands them to fn one at a time, in order, each with its record's
+// current state as JSON in the wire format (PageEntry.JSON, the bytes
+// pull sends) and its scopes, the first time the page names that record
+// (later entries of the same record come with Repeat set). fn returns
+// false to stop: the rest of the page is neither read nor kept, so what a
+// page costs in memory is what fn keeps, whatever the records' sizes.
+// The entry, its JSON and its Scopes are only valid during the call: the
+// next row reuses them.
 //
 // Whatever the number of scopes, the entries come from one statement that
 // reads each scope through its (scope_key, id) index; when every synced
 // model's key is text or an integer (which the statement can read from the
-// entry's key path), the same statement joins each record to the first
-// entry that names it and the rows are read as they arrive; otherwise the
-// records are loaded with LoadScoped, a few at a time, as fn takes them.
-func (t *Tenant) ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
+// entry's key path), the same statement joins each entry's record (see
+// newPageQuery), the rows are read as they arrive, and each record's JSON
+// is written straight from its columns, as schema.Model.AppendRecord
+// writes it, byte for byte; otherwise the records are loaded with
+// LoadScoped, a few at a time, as fn takes them, and encoded with
+// AppendRecord.
+func (t *Tenant) ReadPageJSON(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
 	if len(after) == 0 || limit < 1 {
 		return nil
 	}
@@ -83,8 +91,27 @@ func (t *Tenant) ReadPage(ctx context.Context, after map[string]string, limit in
 	return nil
 }
 
+// ReadPage is ReadPageJSON with each record also decoded
+// (PageEntry.Record), and JSON and Scopes the entry's own: for tools and
+// tests that look at the records; pull sends the JSON as it is.
+func (t *Tenant) ReadPage(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
+	return t.ReadPageJSON(ctx, after, limit, func(e *syncdata.PageEntry) (bool, error) {
+		e.JSON, e.Scopes = bytes.Clone(e.JSON), slices.Clone(e.Scopes)
+		e.Record = nil
+		if e.JSON != nil {
+			r, err := t.tables[e.Model].model.DecodeRecord(e.JSON)
+			if err != nil {
+				return false, fmt.Errorf("tenant %s: changelog entry %s: %w", t.id, e.ID, err)
+			}
+			e.Record = r
+		}
+		return fn(e)
+	})
+}
+
 // withRecords loads the records of entries that are not in loaded (the
-// records of the page's earlier chunks), and adds them to it.
+// records of the page's earlier chunks), adds them to it, and encodes
+// them.
 func (t *Tenant) withRecords(ctx context.Context, entries []changelog.Entry, first map[string]bool) ([]syncdata.PageEntry, error) {
 	out := make([]syncdata.PageEntry, len(entries))
 	byModel := map[string][][]any{}
@@ -130,7 +157,11 @@ func (t *Tenant) withRecords(ctx context.Context, entries []changelog.Entry, fir
 			continue
 		}
 		if f, ok := got[out[i].Model][keys[i]]; ok {
-			out[i].Record, out[i].Scopes = f.rec, f.scopes
+			doc, err := t.tables[out[i].Model].model.AppendRecord(nil, f.rec)
+			if err != nil {
+				return nil, fmt.Errorf("tenant %s: changelog entry %s: %w", t.id, out[i].ID, err)
+			}
+			out[i].JSON, out[i].Scopes = doc, f.scopes
 		}
 	}
 	return out, nil
@@ -144,7 +175,7 @@ func (t *Tenant) ChangesWithRecords(ctx context.Context, after map[string]string
 	err := t.ReadPage(ctx, after, limit, func(e *syncdata.PageEntry) (bool, error) {
 		k := recordKey(e.Model, e.KeyPath)
 		if i, ok := first[k]; ok && e.Repeat {
-			e.Record, e.Scopes = out[i].Record, out[i].Scopes
+			e.Record, e.JSON, e.Scopes = out[i].Record, out[i].JSON, out[i].Scopes
 		} else {
 			first[k] = len(out)
 		}
@@ -183,13 +214,14 @@ func (t *Tenant) queryEntries(ctx context.Context, q string, stmt *sql.Stmt, aft
 }
 
 // pageQuery is a tenant's one-statement pull page: the changelog entries
-// after each scope's cursor, numbered per record, then one block of
-// columns per synced model (its columns and scopes), filled for the first
-// entry of each record on the page when the record exists.
+// after each scope's cursor (entryColumns), each followed by one block of
+// columns per synced model (its columns and scopes), filled when the entry
+// is of that model and its record exists.
 type pageQuery struct {
 	sql    string
-	blocks []pageBlock
-	index  map[string]int // model → block
+	blocks []*pageBlock
+	index  map[string]*pageBlock // model → its block
+	kinds  []cellKind            // of every column of a row
 
 	// On SQLite the statement is prepared once (parsing it costs about as
 	// much as running it); PostgreSQL's connections cache it (prepared).
@@ -211,20 +243,25 @@ func (pq *pageQuery) prepare(ctx context.Context, db *sql.DB) (*sql.Stmt, error)
 	return pq.stmt, nil
 }
 
-type pageBlock struct {
-	ti    *tableInfo
-	paths int
-}
+// The page row's first columns: the entry (entryColumns).
+var entryKinds = []cellKind{cellText, cellText, cellText, cellText, cellText, cellText, cellTime}
 
 // newPageQuery renders the page statement, or returns nil when some synced
 // model's key cannot be read from a key path by the statement.
+//
+// Each synced model is LEFT JOINed by its key, read from the entry's key
+// path, so a row carries the columns of its entry's record. A record named
+// by several entries of a page is read with each (the page's later entries
+// of it are told apart while reading, see readPageOnce): numbering them in
+// the statement (a window over the page) cost the database more than the
+// rare repeated record does.
 func (t *Tenant) newPageQuery() *pageQuery {
 	if t.own == nil {
 		return nil
 	}
-	pq := &pageQuery{index: map[string]int{}}
+	pq := &pageQuery{index: map[string]*pageBlock{}, kinds: slices.Clone(entryKinds)}
 	var sel, joins strings.Builder
-	sel.WriteString("SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at, c.n")
+	sel.WriteString("SELECT c.id, c.model, c.key_path, c.operation, c.scope_key, c.outbox_event_id, c.created_at")
 	models := make([]string, 0, len(t.tables))
 	for name, ti := range t.tables {
 		if ti.scoped != "" {
@@ -235,7 +272,7 @@ func (t *Tenant) newPageQuery() *pageQuery {
 	for i, name := range models {
 		ti := t.tables[name]
 		alias := "m" + strconv.Itoa(i)
-		on := []string{"c.n = 1"}
+		var on []string
 		for k, f := range ti.model.PrimaryKey {
 			c, ok := ti.byField[f]
 			if !ok {
@@ -255,60 +292,68 @@ func (t *Tenant) newPageQuery() *pageQuery {
 			on = append(on, alias+"."+quote(c.Name)+" = CASE WHEN c.model = "+stringLiteral(name)+" THEN "+elem+" END")
 		}
 		cols, paths := t.scopedColumns(ti, alias)
+		b := newPageBlock(ti, len(pq.kinds), paths)
+		if b == nil {
+			return nil
+		}
 		sel.WriteString(", " + cols)
 		joins.WriteString(" LEFT JOIN " + ti.name + " AS " + alias + " ON " + strings.Join(on, " AND "))
-		pq.index[name] = len(pq.blocks)
-		pq.blocks = append(pq.blocks, pageBlock{ti: ti, paths: paths})
+		pq.kinds = append(pq.kinds, b.kinds...)
+		for range paths {
+			pq.kinds = append(pq.kinds, cellText)
+		}
+		pq.index[name] = b
+		pq.blocks = append(pq.blocks, b)
 	}
-	pq.sql = "WITH e AS (" + t.entriesSQL() + "), c AS (SELECT e.*, row_number() OVER (PARTITION BY e.model, e.key_path ORDER BY e.id) AS n FROM e) " +
-		sel.String() + " FROM c" + joins.String() + " ORDER BY c.id"
+	pq.sql = sel.String() + " FROM (" + t.entriesSQL() + ") AS c" + joins.String() + " ORDER BY c.id"
 	return pq
 }
 
-// readPageOnce is ReadPage in one statement (newPageQuery).
+// readPageOnce is ReadPageJSON in one statement (newPageQuery): each
+// row's record is written as JSON from its columns as the row is read
+// (pageBlock.appendRecord). The entry handed to fn, its JSON and Scopes,
+// are reused for the next row.
 func (t *Tenant) readPageOnce(ctx context.Context, after map[string]string, limit int, fn func(*syncdata.PageEntry) (bool, error)) error {
 	pq := t.page
-	stmt, err := t.d.pageStmt(ctx, t, pq)
-	if err != nil {
-		return err
-	}
-	rows, err := t.queryEntries(ctx, pq.sql, stmt, after, limit)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
 	var (
-		e       changelog.Entry
-		keyPath string
-		created any
-		n       int64
+		e               syncdata.PageEntry
+		doc             []byte
+		found           []string
+		seen            = recordSet{m: make(map[uint64]recordRef, min(limit, 256))}
+		model, op, scop string // the previous row's: most rows repeat them
 	)
-	dest := []any{&e.ID, &e.Model, &keyPath, &e.Operation, &e.ScopeKey, &e.OutboxEventID, &created, &n}
-	blocks := make([]*recordScanner, len(pq.blocks))
-	for i, b := range pq.blocks {
-		blocks[i] = newRecordScanner(t.d, b.ti.table.Columns, b.paths)
-		dest = append(dest, blocks[i].dest...)
-	}
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return classify(err)
-		}
-		ch := syncdata.PageEntry{Entry: e, Repeat: n > 1}
-		ch.KeyPath = []byte(keyPath)
-		ch.CreatedAt = entryTime(created)
-		if bi, ok := pq.index[e.Model]; ok && !ch.Repeat {
-			r, err := blocks[bi].read()
-			if err != nil {
-				return fmt.Errorf("tenant %s: read %s: %w", t.id, e.Model, err)
+	return t.d.pageRows(ctx, t, pq, after, limit, func(r pageRow) (bool, error) {
+		e.ID = string(r.text(0))
+		e.Model = reuse(&model, r.text(1))
+		e.KeyPath = bytes.Clone(r.text(2))
+		e.Operation = changelog.Operation(reuse(&op, r.text(3)))
+		e.ScopeKey = reuse(&scop, r.text(4))
+		e.OutboxEventID = string(r.text(5))
+		e.CreatedAt, _ = r.time(6) // as entryTime reads it
+		e.Repeat = seen.add(e.Model, e.KeyPath)
+		e.JSON, e.Scopes = nil, nil
+		if b := pq.index[e.Model]; b != nil && !e.Repeat && !r.null(b.key) { // the record exists
+			var err error
+			if doc, err = b.appendRecord(doc[:0], r); err != nil {
+				return false, fmt.Errorf("tenant %s: read %w", t.id, err)
 			}
-			if r[pq.blocks[bi].ti.model.PrimaryKey[0]] != nil { // the record exists
-				ch.Record, ch.Scopes = r, blocks[bi].readScopes()
+			found = found[:0]
+			for _, c := range b.scopes {
+				if s := r.text(c); !r.null(c) && !slices.Contains(found, bytesString(s)) {
+					found = append(found, string(s))
+				}
 			}
+			e.JSON, e.Scopes = doc, found
 		}
-		more, err := fn(&ch)
-		if err != nil || !more {
-			return err
-		}
+		return fn(&e)
+	})
+}
+
+// reuse returns *last when b spells it, else b as a new string, which it
+// keeps in *last.
+func reuse(last *string, b []byte) string {
+	if *last != string(b) {
+		*last = string(b)
 	}
-	return classify(rows.Err())
+	return *last
 }

@@ -4,17 +4,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
@@ -699,8 +703,165 @@ func (*postgres) queryEntries(ctx context.Context, t *Tenant, q string, _ *sql.S
 	return t.db.DB.QueryContext(ctx, q, prepared, scopes, afters, int64(limit))
 }
 
-// pageStmt: the connections cache the page statement (prepared).
-func (*postgres) pageStmt(context.Context, *Tenant, *pageQuery) (*sql.Stmt, error) { return nil, nil }
+// pageRows reads the page through the connection's pgx API rather than
+// database/sql, which would turn every column of every row into a Go
+// value first (a string, a boxed number: most of a page's allocations):
+// the rows come in binary format and each value is read where it lies
+// (pgRow). A connection that is not pgx's is read through database/sql.
+// As for the statements database/sql runs (see retryConnector), a pooled
+// connection found dead before any row was read is replaced, and the
+// statement runs again on another.
+func (p *postgres) pageRows(ctx context.Context, t *Tenant, pq *pageQuery, after map[string]string, limit int, row func(pageRow) (bool, error)) error {
+	scopes, afters := cursorArrays(after)
+	formats := make(pgx.QueryResultFormats, len(pq.kinds))
+	for i := range formats {
+		formats[i] = pgx.BinaryFormatCode
+	}
+	for attempt := 0; ; attempt++ {
+		conn, err := t.db.DB.Conn(ctx)
+		if err != nil {
+			return classify(err)
+		}
+		read, viaSQL := false, false
+		err = conn.Raw(func(dc any) error {
+			c := pgxConn(dc)
+			if c == nil || !pgxPages.Load() {
+				viaSQL = true
+				return nil
+			}
+			rows, err := c.Query(ctx, pq.sql, prepared, formats, scopes, afters, int64(limit))
+			if err == nil {
+				r := &pgRow{}
+				for rows.Next() {
+					if !read {
+						if err = checkPageColumns(rows.FieldDescriptions(), pq.kinds); err != nil {
+							break
+						}
+					}
+					read, r.vals = true, rows.RawValues()
+					var more bool
+					if more, err = row(r); !more {
+						break
+					}
+				}
+				rows.Close()
+				if err == nil {
+					err = rows.Err()
+				}
+			}
+			if err != nil && !read && c.IsClosed() && ctx.Err() == nil {
+				return driver.ErrBadConn // database/sql discards the connection
+			}
+			return err
+		})
+		if viaSQL {
+			rows, qerr := conn.QueryContext(ctx, pq.sql, prepared, scopes, afters, int64(limit))
+			if qerr != nil {
+				conn.Close()
+				return classify(qerr)
+			}
+			err = scanPage(rows, newSQLRow(pq.kinds, false), row)
+		}
+		conn.Close()
+		if errors.Is(err, driver.ErrBadConn) && attempt < 2 {
+			continue
+		}
+		return classify(err)
+	}
+}
+
+// pgxConn is the pgx connection of a database/sql driver connection, nil
+// if it has none.
+func pgxConn(dc any) *pgx.Conn {
+	switch c := dc.(type) {
+	case *retryConn:
+		return c.Conn.Conn()
+	case interface{ Conn() *pgx.Conn }:
+		return c.Conn()
+	}
+	return nil
+}
+
+// pgxPages: pages are read through pgx when the connection is pgx's
+// (tests turn it off to read them through database/sql).
+var pgxPages = func() *atomic.Bool { var b atomic.Bool; b.Store(true); return &b }()
+
+// checkPageColumns checks that the page statement's columns have the types
+// pgRow reads (the binary forms of text, bigint, double precision,
+// boolean, timestamptz and bytea).
+func checkPageColumns(fields []pgconn.FieldDescription, kinds []cellKind) error {
+	if len(fields) != len(kinds) {
+		return fmt.Errorf("page statement: %d columns, want %d", len(fields), len(kinds))
+	}
+	for i, f := range fields {
+		var ok bool
+		switch kinds[i] {
+		case cellText:
+			ok = f.DataTypeOID == pgtype.TextOID || f.DataTypeOID == pgtype.VarcharOID
+		case cellInt:
+			ok = f.DataTypeOID == pgtype.Int8OID
+		case cellFloat:
+			ok = f.DataTypeOID == pgtype.Float8OID
+		case cellBool:
+			ok = f.DataTypeOID == pgtype.BoolOID
+		case cellTime:
+			ok = f.DataTypeOID == pgtype.TimestamptzOID
+		case cellBytes:
+			ok = f.DataTypeOID == pgtype.ByteaOID
+		}
+		if !ok || f.Format != pgx.BinaryFormatCode {
+			return fmt.Errorf("page statement: column %s has type %d (format %d), not what it reads", f.Name, f.DataTypeOID, f.Format)
+		}
+	}
+	return nil
+}
+
+// pgRow is a page row as pgx hands it over: the raw values, in binary
+// format.
+type pgRow struct{ vals [][]byte }
+
+func (r *pgRow) null(i int) bool   { return r.vals[i] == nil }
+func (r *pgRow) text(i int) []byte { return r.vals[i] }
+
+func (r *pgRow) int(i int) (int64, error) {
+	if v := r.vals[i]; len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v)), nil
+	}
+	return 0, errors.New("bigint of a length other than 8")
+}
+
+func (r *pgRow) float(i int) (float64, error) {
+	if v := r.vals[i]; len(v) == 8 {
+		return math.Float64frombits(binary.BigEndian.Uint64(v)), nil
+	}
+	return 0, errors.New("double precision of a length other than 8")
+}
+
+func (r *pgRow) boolean(i int) (bool, error) {
+	if v := r.vals[i]; len(v) == 1 {
+		return v[0] != 0, nil
+	}
+	return false, errors.New("boolean of a length other than 1")
+}
+
+// pgEpoch is PostgreSQL's timestamp origin (2000-01-01 UTC) in Unix
+// microseconds.
+const pgEpoch = 946684800 * 1000000
+
+// time reads a timestamptz: microseconds since pgEpoch.
+func (r *pgRow) time(i int) (time.Time, error) {
+	v := r.vals[i]
+	if len(v) != 8 {
+		return time.Time{}, errors.New("timestamptz of a length other than 8")
+	}
+	us := int64(binary.BigEndian.Uint64(v))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, errors.New("stored DateTime is infinite")
+	}
+	return time.UnixMicro(us + pgEpoch).UTC(), nil
+}
+
+func (r *pgRow) bytes(i int) ([]byte, error) { return r.vals[i], nil }
 
 // changes: one statement whatever the number of scopes (entriesSQL).
 func (p *postgres) changes(ctx context.Context, t *Tenant, after map[string]string, limit int) (*sql.Rows, error) {

@@ -507,10 +507,18 @@ func (*sqlite) queryEntries(ctx context.Context, t *Tenant, q string, stmt *sql.
 	return t.db.DB.QueryContext(ctx, q, string(arg), int64(limit))
 }
 
-// pageStmt: the page statement is prepared once (parsing it costs about as
-// much as running it).
-func (*sqlite) pageStmt(ctx context.Context, t *Tenant, pq *pageQuery) (*sql.Stmt, error) {
-	return pq.prepare(ctx, t.db.DB)
+// pageRows: the page statement is prepared once (parsing it costs about as
+// much as running it), and read through database/sql.
+func (d *sqlite) pageRows(ctx context.Context, t *Tenant, pq *pageQuery, after map[string]string, limit int, row func(pageRow) (bool, error)) error {
+	stmt, err := pq.prepare(ctx, t.db.DB)
+	if err != nil {
+		return err
+	}
+	rows, err := d.queryEntries(ctx, t, pq.sql, stmt, after, limit)
+	if err != nil {
+		return classify(err)
+	}
+	return scanPage(rows, newSQLRow(pq.kinds, true), row)
 }
 
 // changes reads one limited subquery per scope, merged by the database.
