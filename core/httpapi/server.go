@@ -12,8 +12,8 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 

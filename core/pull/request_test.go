@@ -16,7 +16,7 @@ func TestDecodeRequestFast(t *testing.T) {
 		`{}`: true, ` {"limit": 50} `: true, `{"limit":50,"lastChangelogId":"` + id + `"}`: true,
 		`{"scopeKey":"u\"1\u00e9","waitMs":0}`: true, `{"limit":null,"scopeKey":null}`: true,
 		`{"limit":5,"limit":7}`: true, `{"limit":7,"limit":null}`: true, `{"limit":-0}`: true,
-		`{"limit":123456789012345}`: true,
+		`{"limit":123456789012345}`:  true,
 		`{"limit":1234567890123456}`: false, `{"limit":1.5}`: false, `{"limit":1e2}`: false, `{"limit":"5"}`: false,
 		`{"Limit":5}`: false, `{"\u006cimit":5}`: false, `{"cursor":"x"}`: false, `{"scopeKey":1}`: false,
 		`{} {}`: false, `[]`: false, `null`: false, `{"limit":5}]`: false,

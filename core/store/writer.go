@@ -8,12 +8,14 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// writer is where a tenant's writes go: its write transactions (Tenant.Begin,
-// DropTombstones, the migration) and the statements that write outside one
-// (compaction, pruning, stored pull cursors).
+// writer is where a tenant's writes go: its write transactions (Tenant.Begin
+// on SQLite, DropTombstones, the migration) and the statements that write
+// outside one (compaction, pruning, stored pull cursors).
 //
 // On PostgreSQL it is the tenant's pool, and write transactions run side by
-// side, each holding the row locks it takes. On SQLite a file has one
+// side, each holding the row locks it takes; push's transactions
+// (Tenant.Begin) take their connection from the pgx pool itself (pgTx).
+// On SQLite a file has one
 // writer at a time: db is a pool of one connection of the tenant's file
 // (sqliteFile), and push's write transactions take turns on it in the
 // order they asked (turn), so that a waiting transaction starts the moment
