@@ -50,6 +50,13 @@
 // (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a
 // pull page with its records in one statement (Tenant.ChangesWithRecords).
 //
+// On SQLite a tenant's file has a pool of connections for reads and one
+// connection for every write (sqliteFile): push's write transactions take
+// turns on it in the order they asked (writer), instead of waiting for
+// the file's lock in SQLite's busy handler, and checkpoints run in the
+// background rather than in a commit (docs/architecture.md, "Writing to
+// SQLite").
+//
 // Errors that say the database cannot serve now are syncdata.ErrUnavailable (503),
 // told apart by type and code, never by text (errors.go); syncdata.ErrTransient
 // among them (a connection that broke, a serialization conflict) is worth

@@ -61,8 +61,10 @@ type sqliteFile struct {
 }
 
 const (
-	// sqliteReaders is the size of a file's pool of reading connections.
-	sqliteReaders = 8
+	// sqliteReaders is the size of a file's pool of reading connections:
+	// with the writer, a file has the 8 connections (and page caches, of
+	// up to 2 MB each) that one pool of 8 had.
+	sqliteReaders = 7
 	// busyTimeout is how long a statement waits for a lock another
 	// process (or another handle in this one) holds on a file before it
 	// fails with SQLITE_BUSY, and how long a write transaction waits for
@@ -86,7 +88,7 @@ func openSQLiteStore(dataDir string) (*bun.DB, *sqlite, error) {
 	if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
-	db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"), sqliteReaders, busyTimeout)
+	db, err := openSQLite(filepath.Join(dataDir, "syncplane.db"), 8, busyTimeout)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -20,9 +20,9 @@ import (
 // (sqliteFile), and push's write transactions take turns on it in the
 // order they asked (turn), so that a waiting transaction starts the moment
 // the one before it ends, instead of sleeping in SQLite's busy handler and
-// polling for the file's lock (see docs/architecture.md, "SQLite").
-// The other writers, one background task or a rare request each, wait for
-// the connection in the pool.
+// polling for the file's lock (docs/architecture.md, "Writing to
+// SQLite"). The other writers, one background task or a rare request
+// each, wait for the connection in the pool.
 type writer struct {
 	db *bun.DB
 	// turn, when not nil, holds a token while a write transaction of
