@@ -319,7 +319,7 @@ func (t *Tenant) readPageOnce(ctx context.Context, after map[string]string, limi
 		e               syncdata.PageEntry
 		doc             []byte
 		found           []string
-		seen            recordSet
+		seen            = recordSet{m: make(map[uint64]recordRef, min(limit, 256))}
 		model, op, scop string // the previous row's: most rows repeat them
 	)
 	return t.d.pageRows(ctx, t, pq, after, limit, func(r pageRow) (bool, error) {

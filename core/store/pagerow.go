@@ -328,7 +328,10 @@ type recordRef struct {
 // add reports whether the record was added before, and adds it.
 func (s *recordSet) add(model string, keyPath []byte) bool {
 	if s.m == nil {
-		s.m, s.seed = map[uint64]recordRef{}, maphash.MakeSeed()
+		s.m = map[uint64]recordRef{}
+	}
+	if s.seed == (maphash.Seed{}) {
+		s.seed = maphash.MakeSeed()
 	}
 	h := maphash.Bytes(s.seed, keyPath) ^ 31*maphash.String(s.seed, model)
 	r, ok := s.m[h]
