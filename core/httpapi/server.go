@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -389,6 +390,8 @@ func (s *Server) pull(c *gin.Context) {
 	buf := pageBuffers.Get().(*[]byte)
 	*buf = resp.AppendJSON((*buf)[:0])
 	resp.Release()
+	// Its length is known: the page goes out as one body, not in chunks.
+	c.Header("Content-Length", strconv.Itoa(len(*buf)))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", *buf)
 	if cap(*buf) <= 1<<20 { // keep the pool's buffers page-sized
 		pageBuffers.Put(buf)
