@@ -48,7 +48,10 @@
 // through bun, which renders arguments into the SQL text. A record is read
 // with the scopes its ownership paths resolve to in the same query
 // (Tenant.LoadScoped: a correlated subquery per intermediate hop), and a
-// pull page with its records in one statement (Tenant.ChangesWithRecords).
+// pull page with its records in one statement (Tenant.ReadPageJSON), each
+// record's JSON written straight from the row's columns (pagerow.go); on
+// PostgreSQL that statement's rows are read through pgx in binary format
+// rather than through database/sql.
 //
 // On SQLite a tenant's file has a pool of connections for reads and one
 // connection for every write (sqliteFile): push's write transactions take
