@@ -449,14 +449,7 @@ func (x *Tx) pgLockScopes(ctx context.Context, scopes []string) (map[string]stri
 	q := "INSERT INTO " + x.t.prefix + `"_scope_heads" (scope_key, last_id) SELECT s, '' FROM unnest(` + p.bind(scopes, "text[]") +
 		") WITH ORDINALITY AS u(s, n) ORDER BY n ON CONFLICT (scope_key) DO UPDATE SET scope_key = EXCLUDED.scope_key RETURNING scope_key, last_id"
 	out := make(map[string]string, len(scopes))
-	err := x.pg.read(ctx, pgStmt{what: "lock scopes", sql: q, args: p.args, scan: func(r pgx.Rows) error {
-		var s, last string
-		if err := r.Scan(&s, &last); err != nil {
-			return err
-		}
-		out[s] = last
-		return nil
-	}})
+	err := x.pg.read(ctx, pgStmt{what: "lock scopes", sql: q, args: p.args, scan: pairInto(out)})
 	return out, err
 }
 

@@ -223,14 +223,7 @@ func (x *Tx) pgLoad(ctx context.Context, lookups []syncdata.Lookup) ([][]schema.
 func (x *Tx) pgAppliedEventsLater(ctx context.Context, subject string, ids []string) func() (map[string]string, error) {
 	p := &pgArgs{}
 	out := map[string]string{}
-	x.pg.queue(pgStmt{what: "ledger", sql: pgAppliedEventsSQL(x.t, p, subject, ids), args: p.args, scan: func(r pgx.Rows) error {
-		var ev, id string
-		if err := r.Scan(&ev, &id); err != nil {
-			return err
-		}
-		out[ev] = id
-		return nil
-	}})
+	x.pg.queue(pgStmt{what: "ledger", sql: pgAppliedEventsSQL(x.t, p, subject, ids), args: p.args, scan: pairInto(out)})
 	return func() (map[string]string, error) {
 		if x.pg.pending() {
 			if err := x.pg.read(ctx); err != nil {
@@ -257,4 +250,16 @@ func (x *Tx) pgLastScopes(ctx context.Context, model string, keyPaths []string) 
 			return nil
 		}})
 	return out, err
+}
+
+// pairInto scans a row of two text columns into out (first → second).
+func pairInto(out map[string]string) func(pgx.Rows) error {
+	return func(r pgx.Rows) error {
+		var k, v string
+		if err := r.Scan(&k, &v); err != nil {
+			return err
+		}
+		out[k] = v
+		return nil
+	}
 }

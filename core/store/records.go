@@ -238,13 +238,19 @@ func (t *Tenant) appliedEvents(ctx context.Context, db bun.IConn, subject string
 	if err != nil {
 		return nil, classify(err)
 	}
+	return stringPairs(rows, out)
+}
+
+// stringPairs reads rows of two text columns into out (first → second)
+// and closes rows.
+func stringPairs(rows *sql.Rows, out map[string]string) (map[string]string, error) {
 	defer rows.Close()
 	for rows.Next() {
-		var ev, id string
-		if err := rows.Scan(&ev, &id); err != nil {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
 			return nil, classify(err)
 		}
-		out[ev] = id
+		out[k] = v
 	}
 	return out, classify(rows.Err())
 }

@@ -464,16 +464,7 @@ func (*sqlite) lockScopes(ctx context.Context, x *Tx, scopes []string) (map[stri
 	if err != nil {
 		return nil, classify(err)
 	}
-	defer rows.Close()
-	out := make(map[string]string, len(scopes))
-	for rows.Next() {
-		var s, last string
-		if err := rows.Scan(&s, &last); err != nil {
-			return nil, classify(err)
-		}
-		out[s] = last
-	}
-	return out, classify(rows.Err())
+	return stringPairs(rows, make(map[string]string, len(scopes)))
 }
 
 func (*sqlite) queryKeys(ctx context.Context, t *Tenant, db bun.IConn, q string, ti *tableInfo, alias string, fields []string, keys [][]any) (*sql.Rows, error) {
