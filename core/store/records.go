@@ -105,8 +105,9 @@ func (t *Tenant) ScopesLike(ctx context.Context, patterns []string) ([]string, e
 
 // Tx is a write transaction of one tenant. On SQLite it holds the
 // database's write lock from the start (BEGIN IMMEDIATE), and the turn to
-// write of this process (see writer) until it ends. On PostgreSQL it runs
-// over pgx's native interface and pipelines its statements (pgTx).
+// write of this process (see writer) until it ends or its context does.
+// On PostgreSQL it runs over pgx's native interface and pipelines its
+// statements (pgTx).
 type Tx struct {
 	t   *Tenant
 	tx  bun.Tx // SQLite

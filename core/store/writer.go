@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -26,24 +27,31 @@ import (
 type writer struct {
 	db *bun.DB
 	// turn, when not nil, holds a token while a write transaction of
-	// Tenant.Begin runs (or the checkpoint that lets SQLite start a long
-	// WAL over, sqliteFile.finish): a buffered channel of capacity 1, whose
-	// blocked senders are served in the order they came. maxWait bounds
-	// the wait for a turn.
+	// Tenant.Begin runs, until it ends or its context does (or while the
+	// checkpoint that lets SQLite start a long WAL over runs,
+	// sqliteFile.finish): a buffered channel of capacity 1, whose blocked
+	// senders are served in the order they came. maxWait bounds the wait
+	// for a turn.
 	turn    chan struct{}
 	maxWait time.Duration
 }
 
 // begin starts a write transaction after its turn, if writes take turns;
 // end must be called once the transaction has ended (committed or rolled
-// back).
+// back). The turn is also given up when ctx ends, whichever comes first,
+// and only once: a transaction abandoned without Commit or Rollback (a
+// handler that panicked) would otherwise hold it for good, and every later
+// write of the file would wait maxWait and fail. database/sql rolls such a
+// transaction back when ctx ends; until that rollback has put the
+// connection back in db, a pool of one, the next transaction's BeginTx
+// waits for it there.
 func (w *writer) begin(ctx context.Context) (tx bun.Tx, end func(), err error) {
 	end = func() {}
 	if w.turn != nil {
 		if err := w.wait(ctx); err != nil {
 			return bun.Tx{}, nil, classify(err)
 		}
-		end = w.done
+		end = w.doneWhen(ctx)
 	}
 	tx, err = w.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -51,6 +59,16 @@ func (w *writer) begin(ctx context.Context) (tx bun.Tx, end func(), err error) {
 		return bun.Tx{}, nil, classify(err)
 	}
 	return tx, end, nil
+}
+
+// doneWhen returns a function that gives up the turn that wait took, and
+// has it run when ctx ends if it has not run before; the turn is given up
+// once.
+func (w *writer) doneWhen(ctx context.Context) func() {
+	var once sync.Once
+	done := func() { once.Do(w.done) }
+	stop := context.AfterFunc(ctx, done)
+	return func() { stop(); done() }
 }
 
 // done gives up the turn that wait took.

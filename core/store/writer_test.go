@@ -163,6 +163,107 @@ func TestSQLiteTurnWait(t *testing.T) {
 	}
 }
 
+// TestSQLiteTurnAbandoned: a write transaction abandoned without Commit or
+// Rollback (a handler that panicked) gives up its turn when its context
+// ends, and the next write transaction of the tenant begins and commits.
+func TestSQLiteTurnAbandoned(t *testing.T) {
+	t.Parallel()
+	tn := sqliteTenant(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	abandoned, err := tn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := abandoned.Upsert(ctx, "Workspace", []schema.Record{workspace("abandoned")}); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // and never Commit nor Rollback
+	next, stop := context.WithTimeout(t.Context(), 10*time.Second)
+	defer stop()
+	if err := writeTx(next, tn, "next"); err != nil {
+		t.Fatalf("the transaction after the abandoned one: %v", err)
+	}
+	if got := load(t, tn, "Workspace", "id", "abandoned", "next"); len(got) != 1 || got[0]["id"] != "next" {
+		t.Errorf("Workspaces = %v; want only the one of the transaction after", got)
+	}
+}
+
+// TestSQLiteTurnOnce: a transaction that ends gives up its turn once, also
+// when its context ends afterwards: the transactions after it still take
+// turns, each waiting for the one before, and none waits for good.
+func TestSQLiteTurnOnce(t *testing.T) {
+	t.Parallel()
+	tn := sqliteTenant(t)
+	for i := range 2 {
+		ctx, cancel := context.WithCancel(t.Context())
+		err := promptly(func() error { return writeTx(ctx, tn, fmt.Sprintf("w%d", i)) })
+		cancel()
+		if err != nil {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	first, err := tn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- writeTx(t.Context(), tn, "second") }()
+	select {
+	case err := <-second:
+		t.Fatalf("a transaction ended (%v) while another held the turn", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := promptly(first.Commit); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := promptly(func() error { return <-second }); err != nil {
+		t.Fatalf("the transaction that waited: %v", err)
+	}
+	if err := promptly(func() error { return writeTx(t.Context(), tn, "last") }); err != nil {
+		t.Fatalf("the transaction after both: %v", err)
+	}
+}
+
+// sqliteTenant opens the kanban tenant of a new SQLite store.
+func sqliteTenant(t *testing.T) *store.Tenant {
+	t.Helper()
+	st, err := store.OpenSQLite(t.TempDir(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return kanbanTenant(t, st, "acme")
+}
+
+// writeTx writes the workspace id in a write transaction of ctx.
+func writeTx(ctx context.Context, tn *store.Tenant, id string) error {
+	x, err := tn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := x.Upsert(ctx, "Workspace", []schema.Record{workspace(id)}); err != nil {
+		_ = x.Rollback()
+		return err
+	}
+	return x.Commit()
+}
+
+// promptly returns f's error, or an error when f has not returned within
+// 10 s (f goes on alone).
+func promptly(f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		return errors.New("still waiting after 10 s")
+	}
+}
+
 // TestSQLiteCheckpointsInBackground: the commits of a tenant's file reach
 // the file itself (a checkpoint) in the background, long before the WAL
 // grows to the size at which the writer would checkpoint after a commit.
