@@ -89,7 +89,8 @@ func (c Config) withDefaults() Config {
 // records. The host passes the scopes of the batch being validated; the
 // Reader returns only records of the tenant in those scopes (none when
 // scopes is empty). where maps fields to the values they must equal (JSON
-// scalars: string, float64, bool or nil).
+// scalars: string, json.Number (the number's text as the plugin sent it),
+// bool or nil).
 type Reader interface {
 	Find(ctx context.Context, scopes []string, model string, where map[string]any, limit int) ([]json.RawMessage, error)
 	Count(ctx context.Context, scopes []string, model string, where map[string]any) (int64, error)

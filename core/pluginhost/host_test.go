@@ -670,10 +670,32 @@ func TestParseRead(t *testing.T) {
 		{"Board", `[1]`, false},
 		{"Board", `{"a":{"b":1}}`, false},
 		{"Board", `{"a":[1]}`, false},
+		{"Board", `{"a":1} x`, false},
+		{"Board", `{"a":1}{}`, false},
+		{"Board", " {\"a\":1}\n", true},
 	} {
 		_, err := parseRead(tt.model, tt.where)
 		if (err == nil) != tt.ok {
 			t.Errorf("parseRead(%q, %q) = %v, want ok=%v", tt.model, tt.where, err, tt.ok)
 		}
+	}
+}
+
+// TestParseReadNumbers: numbers of a where reach the Reader as the text
+// the plugin sent, not rounded to a float64 (a BigInt beyond 2^53, a
+// Decimal with more digits than a float64 holds).
+func TestParseReadNumbers(t *testing.T) {
+	const where = `{"big":9007199254740993,"dec":12345678901234567890.123456789,"f":0.30000000000000004}`
+	got, err := parseRead("Num", where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"big": json.Number("9007199254740993"), "dec": json.Number("12345678901234567890.123456789"),
+		"f": json.Number("0.30000000000000004")}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("where (-want +got):\n%s", diff)
+	}
+	if b, _ := json.Marshal(got); string(b) != where {
+		t.Errorf("where encodes as %s, want %s", b, where)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -122,7 +124,9 @@ func (s *readerServer) readError(ctx context.Context, op, model string, err erro
 }
 
 // parseRead checks a read's model and decodes its where: a JSON object of
-// field → scalar value (empty: every record).
+// field → scalar value (empty: every record). Numbers stay json.Number,
+// the text the plugin sent: a float64 would round a BigInt beyond 2^53
+// (and a Decimal's digits) before the filter is validated.
 func parseRead(model, whereJSON string) (map[string]any, error) {
 	if model == "" {
 		return nil, status.Error(codes.InvalidArgument, "model is required")
@@ -131,12 +135,14 @@ func parseRead(model, whereJSON string) (map[string]any, error) {
 		return map[string]any{}, nil
 	}
 	var where map[string]any
-	if err := json.Unmarshal([]byte(whereJSON), &where); err != nil || where == nil {
+	dec := json.NewDecoder(strings.NewReader(whereJSON))
+	dec.UseNumber()
+	if err := dec.Decode(&where); err != nil || where == nil || dec.Decode(new(json.RawMessage)) != io.EOF {
 		return nil, status.Error(codes.InvalidArgument, "where_json must be a JSON object")
 	}
 	for k, v := range where {
 		switch v.(type) {
-		case nil, string, float64, bool:
+		case nil, string, json.Number, bool:
 		default:
 			return nil, status.Error(codes.InvalidArgument, fmt.Sprintf("where_json: %q must be a string, number, boolean or null", k))
 		}

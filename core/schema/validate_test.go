@@ -524,7 +524,7 @@ func TestValidateFilter(t *testing.T) {
 // written without it, see MarshalRecord).
 func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
 	t.Parallel()
-	floats := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 0.1 + 0.2, 1.5, 1e-6, 9.99999e-7, 1e-7, 1e20, 1e21, 123456789.125,
+	floats := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 0.30000000000000004, 1.5, 1e-6, 9.99999e-7, 1e-7, 1e20, 1e21, 123456789.125,
 		math.MaxFloat64, math.SmallestNonzeroFloat64, -math.MaxFloat64, 1e-9, 5e-324, 1.7e308}
 	r := rand.New(rand.NewPCG(1, 2))
 	for len(floats) < 20000 {
