@@ -71,10 +71,16 @@ Run "syncplane <command> -h" for the flags of a command.`
 type Config struct {
 	Addr        string `yaml:"addr"`        // listen address; SYNCPLANE_ADDR, --addr; default ":8080"
 	DatabaseURL string `yaml:"databaseURL"` // postgres:// DSN; SYNCPLANE_DATABASE_URL; default "" (embedded SQLite)
-	TenantsDir  string `yaml:"tenants"`     // tenants directory; SYNCPLANE_TENANTS_DIR, --tenants; default "" (the demo tenant)
-	DataDir     string `yaml:"dataDir"`     // SQLite files and the demo key; SYNCPLANE_DATA_DIR, --data; default "./data"
-	LogLevel    string `yaml:"logLevel"`    // debug, info, warn, error; SYNCPLANE_LOG_LEVEL; default "info"
-	AdminAddr   string `yaml:"adminAddr"`   // admin listen address (pprof, /metrics); SYNCPLANE_ADMIN_ADDR, --admin-addr; default "" (off)
+	// ReplicaURLs are PostgreSQL streaming replicas of DatabaseURL that
+	// serve pull pages; SYNCPLANE_DATABASE_REPLICA_URLS (comma-separated);
+	// default none. ReplicaMaxLag takes a replica out of the routing while
+	// its replay is further behind; SYNCPLANE_REPLICA_MAX_LAG; default 10s.
+	ReplicaURLs   []string      `yaml:"replicaURLs"`
+	ReplicaMaxLag time.Duration `yaml:"replicaMaxLag"`
+	TenantsDir    string        `yaml:"tenants"`   // tenants directory; SYNCPLANE_TENANTS_DIR, --tenants; default "" (the demo tenant)
+	DataDir       string        `yaml:"dataDir"`   // SQLite files and the demo key; SYNCPLANE_DATA_DIR, --data; default "./data"
+	LogLevel      string        `yaml:"logLevel"`  // debug, info, warn, error; SYNCPLANE_LOG_LEVEL; default "info"
+	AdminAddr     string        `yaml:"adminAddr"` // admin listen address (pprof, /metrics); SYNCPLANE_ADMIN_ADDR, --admin-addr; default "" (off)
 
 	// PublicMetrics serves GET /metrics on the API address too (it names
 	// every tenant); SYNCPLANE_PUBLIC_METRICS, --public-metrics; default false.
@@ -204,6 +210,16 @@ func loadConfig(file string, getenv func(string) string) (Config, error) {
 		{"SYNCPLANE_IDLE_TIMEOUT", durationSetter(&cfg.IdleTimeout)},
 		{"SYNCPLANE_MAX_HEADER_BYTES", intSetter(&cfg.MaxHeaderBytes)},
 		{"SYNCPLANE_MAX_CONNS", intSetter(&cfg.MaxConns)},
+		{"SYNCPLANE_REPLICA_MAX_LAG", durationSetter(&cfg.ReplicaMaxLag)},
+		{"SYNCPLANE_DATABASE_REPLICA_URLS", func(s string) error {
+			cfg.ReplicaURLs = nil
+			for _, u := range strings.Split(s, ",") {
+				if u = strings.TrimSpace(u); u != "" {
+					cfg.ReplicaURLs = append(cfg.ReplicaURLs, u)
+				}
+			}
+			return nil
+		}},
 	} {
 		if s := getenv(v.env); s != "" {
 			if err := v.set(s); err != nil {
@@ -368,6 +384,14 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	}
 	defer st.Close()
 	defer reg.Close() // stops the validator plugins
+	if len(cfg.ReplicaURLs) > 0 {
+		if err := st.AddReplicas(ctx, cfg.ReplicaURLs, store.ReplicaOptions{MaxLag: cfg.ReplicaMaxLag, Log: log}); err != nil {
+			return err
+		}
+		for _, r := range st.Replicas() {
+			log.Info("read replica", "replica", r.Name, "up", r.Up, "why", r.Why)
+		}
+	}
 	if st.Postgres() {
 		// One connection per process hears every process's commits.
 		lctx, stopListen := context.WithCancel(ctx)
@@ -417,7 +441,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		}
 	}
 	api := httpapi.New(reg, log, httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats), httpapi.WithLive(hub, 0),
-		httpapi.WithWriteTimeout(cfg.WriteTimeout), httpapi.WithPublicMetrics(cfg.PublicMetrics))
+		httpapi.WithWriteTimeout(cfg.WriteTimeout), httpapi.WithPublicMetrics(cfg.PublicMetrics),
+		httpapi.WithCollectors(st.ReplicaCollectors()...))
 	// The API sets each response's write deadline itself (event streams
 	// and long polls last longer than WriteTimeout); the server's own
 	// WriteTimeout, the same, covers what never reaches it.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -636,7 +637,7 @@ func TestConfig(t *testing.T) {
 		if _, err := loadConfig(filepath.Join(dir, "nope.yaml"), env{}.get); err == nil || !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("missing file: %v", err)
 		}
-		if got, err := loadConfig(empty, env{}.get); err != nil || got != defaults {
+		if got, err := loadConfig(empty, env{}.get); err != nil || !reflect.DeepEqual(got, defaults) {
 			t.Errorf("empty file: %+v, %v", got, err)
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 
 	"github.com/syncplane/syncplane/core/auth"
@@ -41,6 +42,7 @@ type Server struct {
 	handler http.Handler // engine behind the CORS layer
 	ready   func(context.Context) error
 	dbStats func() sql.DBStats
+	extra   []prometheus.Collector // WithCollectors
 	metrics *metrics
 
 	live      *live.Hub     // nil: no event streams
@@ -66,6 +68,11 @@ func WithReady(ready func(context.Context) error) Option {
 // returns on /metrics. Without it, there are no syncplane_db_* series.
 func WithDBStats(stats func() sql.DBStats) Option {
 	return func(s *Server) { s.dbStats = stats }
+}
+
+// WithCollectors adds series to /metrics (the store's read replicas').
+func WithCollectors(cs ...prometheus.Collector) Option {
+	return func(s *Server) { s.extra = append(s.extra, cs...) }
 }
 
 // WithWriteTimeout bounds the time from a request's start to the end of
@@ -106,6 +113,7 @@ func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
 		o(s)
 	}
 	s.metrics = newMetrics(s.dbStats, func(id string) bool { return tenants.Get(id) != nil })
+	s.metrics.reg.MustRegister(s.extra...)
 	s.engine.Use(s.writeDeadline, s.requestID, s.logRequest, s.observe, s.recover)
 	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	s.engine.GET("/readyz", s.readyz)

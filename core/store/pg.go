@@ -474,6 +474,8 @@ type postgres struct {
 	// (pgTx), bun and everything else through database/sql on top.
 	pool *pgxpool.Pool
 	dsn  string // for the listening connection
+	// replicas, when set, serve pull pages (AddReplicas).
+	replicas *replicaSet
 }
 
 // maxConns bounds the connections to PostgreSQL of one server process.
@@ -481,9 +483,33 @@ const maxConns = 32
 
 // openPostgres connects to the PostgreSQL database at dsn.
 func openPostgres(ctx context.Context, dsn string) (*bun.DB, *postgres, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgPoolConfig(dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
+	}
+	// database/sql keeps no idle connections of its own: they are the
+	// pool's, so that native and database/sql users share maxConns.
+	sqldb := sql.OpenDB(retryConnector{stdlib.GetPoolConnector(pool)})
+	sqldb.SetMaxIdleConns(0)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		pool.Close()
+		return nil, nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
+	}
+	return db, &postgres{platform: db, pool: pool, dsn: dsn}, nil
+}
+
+// pgPoolConfig is the configuration of a pool of connections to dsn (the
+// primary's or a replica's).
+func pgPoolConfig(dsn string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
 	}
 	// Every statement of push and pull reads through an index (keys,
 	// foreign keys, (scope_key, id)). A generic plan, which the prepared
@@ -505,21 +531,7 @@ func openPostgres(ctx context.Context, dsn string) (*bun.DB, *postgres, error) {
 	cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 	cfg.MaxConns = maxConns
 	cfg.MaxConnIdleTime = 5 * time.Minute
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("postgres URL %s: %w", redact(dsn), err)
-	}
-	// database/sql keeps no idle connections of its own: they are the
-	// pool's, so that native and database/sql users share maxConns.
-	sqldb := sql.OpenDB(retryConnector{stdlib.GetPoolConnector(pool)})
-	sqldb.SetMaxIdleConns(0)
-	db := bun.NewDB(sqldb, pgdialect.New())
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		pool.Close()
-		return nil, nil, fmt.Errorf("%w: postgres: %v", syncdata.ErrUnavailable, err)
-	}
-	return db, &postgres{platform: db, pool: pool, dsn: dsn}, nil
+	return cfg, nil
 }
 
 func (p *postgres) tenantDB(string) (*bun.DB, error) { return p.platform, nil }
@@ -706,9 +718,10 @@ func (*postgres) queryEntries(ctx context.Context, t *Tenant, q string, _ *sql.S
 // statement runs again on another.
 func (p *postgres) pageRows(ctx context.Context, t *Tenant, pq *pageQuery, after map[string]string, limit int, row func(pageRow) (bool, error)) error {
 	scopes, afters := cursorArrays(after)
-	formats := make(pgx.QueryResultFormats, len(pq.kinds))
-	for i := range formats {
-		formats[i] = pgx.BinaryFormatCode
+	if p.replicas != nil {
+		if done, err := p.replicas.pageRows(ctx, p.pool, t, pq, scopes, afters, limit, row); done {
+			return err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		conn, err := t.db.DB.Conn(ctx)
@@ -722,26 +735,8 @@ func (p *postgres) pageRows(ctx context.Context, t *Tenant, pq *pageQuery, after
 				viaSQL = true
 				return nil
 			}
-			rows, err := c.Query(ctx, pq.sql, prepared, formats, scopes, afters, int64(limit))
-			if err == nil {
-				r := &pgRow{}
-				for rows.Next() {
-					if !read {
-						if err = checkPageColumns(rows.FieldDescriptions(), pq.kinds); err != nil {
-							break
-						}
-					}
-					read, r.vals = true, rows.RawValues()
-					var more bool
-					if more, err = row(r); !more {
-						break
-					}
-				}
-				rows.Close()
-				if err == nil {
-					err = rows.Err()
-				}
-			}
+			rows, err := c.Query(ctx, pq.sql, prepared, pq.formats(), scopes, afters, int64(limit))
+			read, err = readPgPage(rows, err, pq, row)
 			if err != nil && !read && c.IsClosed() && ctx.Err() == nil {
 				return driver.ErrBadConn // database/sql discards the connection
 			}
@@ -761,6 +756,42 @@ func (p *postgres) pageRows(ctx context.Context, t *Tenant, pq *pageQuery, after
 		}
 		return classify(err)
 	}
+}
+
+// formats asks for every column of the page statement in binary.
+func (pq *pageQuery) formats() pgx.QueryResultFormats {
+	f := make(pgx.QueryResultFormats, len(pq.kinds))
+	for i := range f {
+		f[i] = pgx.BinaryFormatCode
+	}
+	return f
+}
+
+// readPgPage hands the rows of the page statement (the result of a
+// pgx query, with its error) to row; read reports whether any row was
+// handed over, after which the page cannot be read again elsewhere.
+func readPgPage(rows pgx.Rows, err error, pq *pageQuery, row func(pageRow) (bool, error)) (read bool, _ error) {
+	if err != nil {
+		return false, err
+	}
+	r := &pgRow{}
+	for rows.Next() {
+		if !read {
+			if err = checkPageColumns(rows.FieldDescriptions(), pq.kinds); err != nil {
+				break
+			}
+		}
+		read, r.vals = true, rows.RawValues()
+		var more bool
+		if more, err = row(r); !more {
+			break
+		}
+	}
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
+	return read, err
 }
 
 // pgxConn is the pgx connection of a database/sql driver connection, nil

@@ -168,6 +168,9 @@ func (s *Store) Close() error {
 	errs := append(s.b.close(), s.platform.Close())
 	if pg, ok := s.b.(*postgres); ok {
 		pg.pool.Close()
+		if pg.replicas != nil {
+			pg.replicas.close()
+		}
 	}
 	return errors.Join(errs...)
 }
