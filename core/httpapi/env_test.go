@@ -47,6 +47,12 @@ type env struct {
 	dir   string // tenants directory
 	data  string // SQLite data directory
 	dbURL string // PostgreSQL database URL
+
+	// replicas, when set, are read replicas of dbURL for every server
+	// start runs (replica_test.go); stores are the servers' stores.
+	replicas   []string
+	replicaOpt store.ReplicaOptions
+	stores     []*store.Store
 }
 
 // writeTenant writes a tenant folder with the kanban schema.
@@ -92,7 +98,12 @@ func (e *env) start(t testing.TB) string {
 	if e.st == nil {
 		e.st, e.reg = st, reg
 	}
-	srv := httptest.NewServer(httpapi.New(reg, quietLog(), httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats)))
+	if e.replicas != nil {
+		must(t, st.AddReplicas(context.Background(), e.replicas, e.replicaOpt))
+	}
+	e.stores = append(e.stores, st)
+	srv := httptest.NewServer(httpapi.New(reg, quietLog(), httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats),
+		httpapi.WithCollectors(st.ReplicaCollectors()...)))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
