@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -78,9 +79,29 @@ func tokensFor(ctx context.Context, src TokenSource, users []*UserPlan, clients 
 // client speaks push/pull to one server and tenant.
 type client struct {
 	http    *http.Client
-	base    string // .../v1/tenants/{tenant}
+	bases   []string // .../v1/tenants/{tenant} of each server
+	next    atomic.Uint64
 	retries int
 	mu      sync.Mutex
+}
+
+// base is the server for the next request: the servers of a
+// comma-separated URL take turns, as behind a round-robin load balancer.
+func (c *client) base() string {
+	if len(c.bases) == 1 {
+		return c.bases[0]
+	}
+	return c.bases[c.next.Add(1)%uint64(len(c.bases))]
+}
+
+// tenantURLs are the tenant's API URLs on each server of baseURL (one URL
+// or several, comma-separated).
+func tenantURLs(baseURL, tenantID string) []string {
+	var out []string
+	for _, u := range strings.Split(baseURL, ",") {
+		out = append(out, strings.TrimRight(strings.TrimSpace(u), "/")+"/v1/tenants/"+tenantID)
+	}
+	return out
 }
 
 func newClient(baseURL, tenantID string, conns int) *client {
@@ -88,8 +109,8 @@ func newClient(baseURL, tenantID string, conns int) *client {
 	tr.MaxIdleConns = conns * 2
 	tr.MaxIdleConnsPerHost = conns * 2
 	return &client{
-		http: &http.Client{Transport: tr, Timeout: 60 * time.Second},
-		base: strings.TrimRight(baseURL, "/") + "/v1/tenants/" + tenantID,
+		http:  &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		bases: tenantURLs(baseURL, tenantID),
 	}
 }
 
@@ -107,7 +128,7 @@ func (c *client) post(ctx context.Context, path, token string, body any, out any
 // postRaw is post with a body already encoded.
 func (c *client) postRaw(ctx context.Context, path, token string, b []byte, out any) error {
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base()+path, bytes.NewReader(b))
 		if err != nil {
 			return err
 		}

@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&sc.Bin, "server-bin", "", "syncplane executable for --serve (default: go build ./cmd/syncplane into a temporary directory)")
 	fs.StringVar(&sc.PostgresURL, "serve-postgres", "", "PostgreSQL URL: --serve on a scratch database created there (default: embedded SQLite)")
 	fs.BoolVar(&cfg.Reference, "reference", true, "with --ceiling-dsn, also measure prisma-idb's reference design (one transaction per event)")
-	fs.StringVar(&cfg.URL, "url", "", "server base URL, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&cfg.URL, "url", "", "server base URL, e.g. http://127.0.0.1:8080; several, comma-separated, take requests in turn (a round-robin load balancer)")
 	fs.StringVar(&cfg.Tenant, "tenant", "demo", "tenant id")
 	fs.IntVar(&cfg.Users, "users", 10, "users (one scope each)")
 	fs.IntVar(&cfg.BoardsPerUser, "boards-per-user", 10, "boards per user")
