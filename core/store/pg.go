@@ -833,7 +833,9 @@ func checkPageColumns(fields []pgconn.FieldDescription, kinds []cellKind) error 
 		case cellBytes:
 			ok = f.DataTypeOID == pgtype.ByteaOID
 		}
-		if !ok || f.Format != pgx.BinaryFormatCode {
+		// Text reads the same in both formats (a pipelined batch, which
+		// cannot ask for binary, gets text columns as text).
+		if !ok || f.Format != pgx.BinaryFormatCode && (kinds[i] != cellText || f.Format != pgx.TextFormatCode) {
 			return fmt.Errorf("page statement: column %s has type %d (format %d), not what it reads", f.Name, f.DataTypeOID, f.Format)
 		}
 	}

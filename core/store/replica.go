@@ -71,6 +71,7 @@ type replicaSet struct {
 	lagB    *prometheus.GaugeVec
 	inRoute *prometheus.GaugeVec
 	lagHist *prometheus.HistogramVec
+	lagBH   *prometheus.HistogramVec
 	waited  prometheus.Histogram
 }
 
@@ -127,6 +128,9 @@ func (s *Store) AddReplicas(ctx context.Context, urls []string, opt ReplicaOptio
 		lagHist: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "syncplane_replica_lag_check_seconds",
 			Help:    "Replica lag at each check.",
 			Buckets: []float64{0, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"replica"}),
+		lagBH: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "syncplane_replica_lag_check_bytes",
+			Help:    "Replica lag in WAL bytes at each check.",
+			Buckets: []float64{0, 1 << 10, 8 << 10, 64 << 10, 512 << 10, 4 << 20, 32 << 20, 256 << 20}}, []string{"replica"}),
 		waited: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "syncplane_pull_replica_wait_seconds",
 			Help:    "How long pulls waited for a replica to replay their scopes' heads.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25}}),
@@ -183,7 +187,7 @@ func (s *Store) ReplicaCollectors() []prometheus.Collector {
 		return nil
 	}
 	rs := p.replicas
-	return []prometheus.Collector{rs.routed, rs.lag, rs.lagB, rs.inRoute, rs.lagHist, rs.waited}
+	return []prometheus.Collector{rs.routed, rs.lag, rs.lagB, rs.inRoute, rs.lagHist, rs.lagBH, rs.waited}
 }
 
 // ReplicaStatus is one replica as the routing sees it.
@@ -249,6 +253,7 @@ func (rs *replicaSet) check(ctx context.Context) {
 		rs.lag.WithLabelValues(r.name).Set(lag.Seconds())
 		rs.lagB.WithLabelValues(r.name).Set(float64(max(0, primary-*replayed)))
 		rs.lagHist.WithLabelValues(r.name).Observe(lag.Seconds())
+		rs.lagBH.WithLabelValues(r.name).Observe(float64(max(0, primary-*replayed)))
 		if lag > rs.opt.MaxLag {
 			rs.drop(r, fmt.Sprintf("replay %s behind the primary (limit %s)", lag.Round(time.Millisecond), rs.opt.MaxLag))
 			continue
@@ -334,29 +339,40 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 		return fail(err)
 	}
 	defer conn.Release()
-	start := time.Now()
-	deadline := start.Add(rs.opt.Wait)
-	for waited := false; ; waited = true {
-		have := make(map[string]string, len(want))
-		if err := queryPairs(ctx, conn, heads, p.args, have); err != nil {
+	// The heads and the page go in one round trip; the page is read only
+	// if the heads say it may be.
+	b := &pgx.Batch{}
+	b.Queue(heads, p.args...)
+	b.Queue(pq.sql, scopes, afters, int64(limit))
+	br := conn.SendBatch(ctx, b)
+	have := make(map[string]string, len(want))
+	rows, err := br.Query()
+	if err == nil {
+		err = readPairs(rows, have)
+	}
+	if err != nil {
+		br.Close()
+		return fail(err)
+	}
+	if caughtUp(have, want) {
+		rows, err := br.Query()
+		read, err := readPgPage(rows, err, pq, row)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil && !read {
 			return fail(err)
 		}
-		if caughtUp(have, want) {
-			if waited {
-				rs.waited.Observe(time.Since(start).Seconds())
-			}
-			rows, err := conn.Conn().Query(ctx, pq.sql, prepared, pq.formats(), scopes, afters, int64(limit))
-			read, err := readPgPage(rows, err, pq, row)
-			if err != nil && !read {
-				return fail(err)
-			}
-			reason := routeCaughtUp
-			if waited {
-				reason = routeWaited
-			}
-			rs.routed.WithLabelValues("replica", reason).Inc()
-			return true, classify(err)
-		}
+		rs.routed.WithLabelValues("replica", routeCaughtUp).Inc()
+		return true, classify(err)
+	}
+	if err := br.Close(); err != nil {
+		return fail(err)
+	}
+	// Behind: ask for the heads again until they are there, then read.
+	start := time.Now()
+	deadline := start.Add(rs.opt.Wait)
+	for {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			rs.routed.WithLabelValues("primary", routeBehind).Inc()
@@ -366,6 +382,20 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 		case <-ctx.Done():
 			return true, classify(ctx.Err())
 		case <-time.After(min(wait, 5*time.Millisecond)):
+		}
+		clear(have)
+		if err := queryPairs(ctx, conn, heads, p.args, have); err != nil {
+			return fail(err)
+		}
+		if caughtUp(have, want) {
+			rs.waited.Observe(time.Since(start).Seconds())
+			rows, err := conn.Conn().Query(ctx, pq.sql, prepared, pq.formats(), scopes, afters, int64(limit))
+			read, err := readPgPage(rows, err, pq, row)
+			if err != nil && !read {
+				return fail(err)
+			}
+			rs.routed.WithLabelValues("replica", routeWaited).Inc()
+			return true, classify(err)
 		}
 	}
 }
@@ -388,6 +418,11 @@ func queryPairs(ctx context.Context, db interface {
 	if err != nil {
 		return err
 	}
+	return readPairs(rows, out)
+}
+
+// readPairs reads (key, value) rows into out and closes them.
+func readPairs(rows pgx.Rows, out map[string]string) error {
 	scan := pairInto(out)
 	for rows.Next() {
 		if err := scan(rows); err != nil {
