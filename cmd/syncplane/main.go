@@ -166,6 +166,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer st.Close()
 		fmt.Fprintf(stdout, "migrated tenants: %v\n", reg.IDs())
+		// On Citus: whether each tenant's schema is distributed (docs/citus.md).
+		dist, err := st.Distribution(ctx, reg.IDs())
+		if err != nil {
+			log.Warn("citus: could not tell which tenant schemas are distributed", "err", err.Error())
+		}
+		for _, line := range dist.Lines() {
+			fmt.Fprintln(stdout, line)
+		}
 		return nil
 	case "compact":
 		return compact(ctx, cfg, getenv, log, *tenantID, stdout)

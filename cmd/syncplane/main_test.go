@@ -358,6 +358,9 @@ func TestServeErrors(t *testing.T) {
 	})
 }
 
+// TestMigrate checks migrate's whole output: without the citus extension
+// (SQLite, Debian's PostgreSQL) it prints no line about distributed schemas
+// (TestMigrateCitus has them).
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	storetest.ForEach(t, func(t *testing.T, db storetest.DB) {

@@ -60,6 +60,11 @@
 // background rather than in a commit (docs/architecture.md, "Writing to
 // SQLite").
 //
+// On a Citus cluster with schema-based sharding each tenant's schema is a
+// distributed schema, all of its tables on one node; nothing here depends
+// on it, and Store.Distribution reports which tenants are placed that way
+// (citus.go, docs/citus.md).
+//
 // Errors that say the database cannot serve now are syncdata.ErrUnavailable (503),
 // told apart by type and code, never by text (errors.go); syncdata.ErrTransient
 // among them (a connection that broke, a serialization conflict) is worth

@@ -6,6 +6,9 @@
 //
 // With SYNCPLANE_TEST_REQUIRE_POSTGRES=1 a missing or unreachable PostgreSQL
 // fails the test instead of leaving it out.
+//
+// Tests on Citus run only when SYNCPLANE_TEST_CITUS_URL names a database on
+// a Citus coordinator (see CitusURL); nothing sets it in CI.
 package storetest
 
 import (
@@ -15,6 +18,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,4 +127,62 @@ func (db DB) OpenAt(t testing.TB, url, dataDir string) *store.Store {
 		t.Fatalf("migrate %s store: %v", db.Name, err)
 	}
 	return st
+}
+
+// CitusURL returns SYNCPLANE_TEST_CITUS_URL, a database on the coordinator
+// of a Citus cluster (12.0 or later, workers added, the citus extension in
+// that database on every node), with citus.enable_schema_based_sharding
+// set to schemaSharding for the sessions opened with it; the test is
+// skipped when the variable is not set, whatever
+// SYNCPLANE_TEST_REQUIRE_POSTGRES says (CI has no Citus).
+//
+// Unlike URL it is not a fresh database (one exists on a Citus cluster only
+// when every node has it): the platform tables are shared with other runs,
+// and a test gives its tenants ids of their own (NewTenantID) and drops
+// them when it ends (DropCitusTenant).
+func CitusURL(t testing.TB, schemaSharding bool) string {
+	t.Helper()
+	raw := os.Getenv("SYNCPLANE_TEST_CITUS_URL")
+	if raw == "" {
+		t.Skip("SYNCPLANE_TEST_CITUS_URL is not set (a database on a Citus coordinator)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("SYNCPLANE_TEST_CITUS_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("citus.enable_schema_based_sharding", map[bool]string{true: "on", false: "off"}[schemaSharding])
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// NewTenantID returns a tenant id that no other test run uses: prefix and
+// random hex digits.
+func NewTenantID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// DropCitusTenant drops, when the test ends, the schema of tenant id and
+// its row in the platform table of the database at url (from CitusURL).
+func DropCitusTenant(t testing.TB, url, id string) {
+	t.Helper()
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			t.Errorf("drop tenant %s: %v", id, err)
+			return
+		}
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		schema := "t_" + strings.ReplaceAll(id, "-", "_") // ids are [a-z0-9-]
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`); err != nil {
+			t.Errorf("drop tenant %s: %v", id, err)
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM syncplane_tenants WHERE id = $1", id); err != nil {
+			t.Errorf("drop tenant %s: %v", id, err)
+		}
+	})
 }
