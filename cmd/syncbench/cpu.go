@@ -141,7 +141,11 @@ func parseStat(line string) (procStat, error) {
 // the postmaster's exited children used (a backend whose connection
 // closed between two samples is counted there, in 10 ms ticks, so the sum
 // never goes back). ok is false when there is none.
-func postgresCPU() (time.Duration, bool) {
+func postgresCPU() (time.Duration, bool) { return postgresTreeCPU(0) }
+
+// postgresTreeCPU is postgresCPU for the cluster whose postmaster is root
+// (0: every postgres process of the machine).
+func postgresTreeCPU(root int) (time.Duration, bool) {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	var sum time.Duration
 	found := false
@@ -156,6 +160,9 @@ func postgresCPU() (time.Duration, bool) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if root > 0 && pid != root && st.ppid != root {
+			continue
+		}
 		pg[pid] = st
 		if d, ok := procCPU(pid); ok {
 			sum += d
@@ -168,4 +175,33 @@ func postgresCPU() (time.Duration, bool) {
 		}
 	}
 	return sum, found
+}
+
+// ClusterCPU is what one PostgreSQL cluster (a postmaster and its
+// processes, --postmaster) spent per pushed event and per pulled entry.
+type ClusterCPU struct {
+	Postmaster         int     `json:"postmaster"`
+	PushMicrosPerEvent float64 `json:"pushMicrosPerEvent"`
+	PullMicrosPerEntry float64 `json:"pullMicrosPerEntry"`
+}
+
+// clusterMeter samples the clusters of the postmasters pids.
+func clusterMeter(pids []int) func() []cpuSample {
+	return func() []cpuSample {
+		out := make([]cpuSample, len(pids))
+		for i, pid := range pids {
+			out[i].postgres, out[i].postgresOK = postgresTreeCPU(pid)
+		}
+		return out
+	}
+}
+
+// clusterReport is cpuReport for each cluster of clusterMeter.
+func clusterReport(pids []int, before, mid, after []cpuSample, events, entries int) []ClusterCPU {
+	var out []ClusterCPU
+	for i, pid := range pids {
+		c := cpuReport(before[i], mid[i], after[i], events, entries)
+		out = append(out, ClusterCPU{Postmaster: pid, PushMicrosPerEvent: c.PostgresPushMicrosPerEvent, PullMicrosPerEntry: c.PostgresPullMicrosPerEntry})
+	}
+	return out
 }

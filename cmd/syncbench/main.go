@@ -50,6 +50,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -103,6 +104,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&sc.Bin, "server-bin", "", "syncplane executable for --serve (default: go build ./cmd/syncplane into a temporary directory)")
 	fs.StringVar(&sc.PostgresURL, "serve-postgres", "", "PostgreSQL URL: --serve on a scratch database created there (default: embedded SQLite)")
 	fs.BoolVar(&cfg.Reference, "reference", true, "with --ceiling-dsn, also measure prisma-idb's reference design (one transaction per event)")
+	fs.Func("postmaster", "`pid` of a PostgreSQL postmaster (repeatable): report the CPU its cluster spent per pushed event and per pulled entry (Linux)", func(v string) error {
+		pid, err := strconv.Atoi(v)
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("not a pid: %q", v)
+		}
+		cfg.Postmasters = append(cfg.Postmasters, pid)
+		return nil
+	})
 	fs.StringVar(&cfg.URL, "url", "", "server base URL, e.g. http://127.0.0.1:8080; several, comma-separated, take requests in turn (a round-robin load balancer)")
 	fs.StringVar(&cfg.Tenant, "tenant", "demo", "tenant id")
 	fs.IntVar(&cfg.Users, "users", 10, "users (one scope each)")
@@ -188,6 +197,10 @@ func printReport(w io.Writer, cfg Config, r *Report) {
 	pullLine("pull", r.Pull)
 	if r.Push.Retries > 0 {
 		fmt.Fprintf(w, "  %d requests retried after 429/503\n", r.Push.Retries)
+	}
+	for _, c := range r.Clusters {
+		fmt.Fprintf(w, "  postgres cluster of postmaster %d: %.1f µs CPU per pushed event, %.1f per pulled entry\n",
+			c.Postmaster, c.PushMicrosPerEvent, c.PullMicrosPerEntry)
 	}
 	if c := r.Ceiling; c != nil {
 		fmt.Fprintln(w, "ceiling (same rows straight into PostgreSQL):")

@@ -36,6 +36,9 @@ type Config struct {
 	// cpu, when set (RunServed), samples the processor time of the server
 	// and PostgreSQL around the push and the pull (Report.CPU).
 	cpu func() cpuSample
+	// Postmasters are PostgreSQL clusters (their postmasters' pids,
+	// --postmaster) whose CPU is reported per phase (Report.Clusters).
+	Postmasters []int
 }
 
 // Report is what a run measured and verified.
@@ -57,6 +60,8 @@ type Report struct {
 	// CPU is the processor time spent per event and per entry, when
 	// syncbench started the server.
 	CPU *CPU `json:"cpu,omitempty"`
+	// Clusters is what each --postmaster cluster spent.
+	Clusters []ClusterCPU `json:"clusters,omitempty"`
 }
 
 // Ratio is syncplane's throughput divided by the ceiling's and the
@@ -217,7 +222,9 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 	if sample == nil {
 		sample = func() cpuSample { return cpuSample{} }
 	}
+	clusters := clusterMeter(cfg.Postmasters)
 	all := &latencies{}
+	clStart := clusters()
 	cpuStart := sample()
 	start := time.Now()
 	for round := range 2 {
@@ -247,6 +254,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 	}
 	rep.Push = pushStats(p.Events(-1), time.Since(start), all, c.retries)
 	cpuMid := sample()
+	clMid := clusters()
 
 	pages := &latencies{}
 	var mu sync.Mutex
@@ -268,6 +276,7 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 	}
 	elapsed := time.Since(start)
 	cpuEnd := sample()
+	clEnd := clusters()
 	for _, u := range p.Users {
 		got, err := decodePages(raw[u])
 		if err != nil {
@@ -279,6 +288,9 @@ func runSync(ctx context.Context, cfg Config, p *Plan) (*Report, error) {
 	rep.Pull = pullStats(entries, elapsed, pages)
 	if cfg.cpu != nil {
 		rep.CPU = cpuReport(cpuStart, cpuMid, cpuEnd, p.Events(-1), entries)
+	}
+	if len(cfg.Postmasters) > 0 {
+		rep.Clusters = clusterReport(cfg.Postmasters, clStart, clMid, clEnd, p.Events(-1), entries)
 	}
 	rep.Verified = rep.Verify.OK()
 	return rep, nil
