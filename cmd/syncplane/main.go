@@ -374,6 +374,23 @@ func compact(ctx context.Context, cfg Config, getenv func(string) string, log *s
 	return nil
 }
 
+// retryUnavailable loads again, every 10 s until ctx ends, the tenants
+// whose own database did not answer (their requests get 503 meanwhile).
+func retryUnavailable(ctx context.Context, reg *tenant.Registry, opt tenant.Options, log *slog.Logger) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			for _, err := range reg.RetryUnavailable(ctx, opt) {
+				log.Warn("tenant still unavailable", "err", err.Error())
+			}
+		}
+	}
+}
+
 // defaultGCPercent is the garbage collector's target when GOGC is not set:
 // a push batch and a pull page allocate mostly short-lived memory, and at
 // 200 the server spends 10–15 % less CPU on push and pull than at Go's
@@ -440,6 +457,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		defer w.Close()
 		reload() // what changed between the first load and the watch
 		go w.Run(ctx)
+		go retryUnavailable(ctx, reg, opt, log)
 	}
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {

@@ -251,6 +251,16 @@ func (s *Server) logRequest(c *gin.Context) {
 func (s *Server) tenant(c *gin.Context) {
 	t := s.tenants.Get(c.Param("tenant"))
 	if t == nil {
+		if u, ok := s.tenants.(interface{ Unavailable(string) error }); ok {
+			if err := u.Unavailable(c.Param("tenant")); err != nil {
+				// Its own database did not answer when it loaded: the
+				// server retries (tenant.Registry.RetryUnavailable).
+				s.log.Warn("tenant unavailable", "tenant", c.Param("tenant"), "err", err)
+				c.Header("Retry-After", "10")
+				s.writeError(c, errorf(http.StatusServiceUnavailable, "this tenant's storage is unavailable, retry later"))
+				return
+			}
+		}
 		s.writeError(c, errorf(http.StatusNotFound, fmt.Sprintf("unknown tenant %q", c.Param("tenant"))))
 		return
 	}

@@ -82,8 +82,9 @@ func classify(err error) error {
 //     not exist; 40001 serialization failure and 40P01 deadlock are
 //     transient (one more attempt normally succeeds). 42P01 undefined table
 //     and 3F000 invalid schema name: the tenant's tables are missing.
-//   - A connection that could not be made (*pgconn.ConnectError), any
-//     net.Error (refused, unreachable, timeouts, DNS), and the socket
+//   - A connection that could not be made (*pgconn.ConnectError, whatever
+//     the server answered, e.g. 55000 for a database that does not allow
+//     connections), any net.Error (refused, unreachable, timeouts, DNS), and the socket
 //     errors ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE, ETIMEDOUT,
 //     EHOSTUNREACH, ENETUNREACH.
 //   - A connection that broke under the statement: io.ErrUnexpectedEOF,
@@ -97,6 +98,12 @@ func classify(err error) error {
 //     SQLITE_IOERR, SQLITE_FULL (the disk), SQLITE_CANTOPEN, SQLITE_NOMEM,
 //     SQLITE_PROTOCOL.
 func unavailable(err error) (transient, missing, ok bool) {
+	// A connection that could not be made, whatever the server said (the
+	// database refuses connections, 55000, say): nothing ran.
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return false, false, true
+	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		switch code := pg.Code; {
@@ -125,9 +132,8 @@ func unavailable(err error) (transient, missing, ok bool) {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
 		return true, false, true
 	}
-	var ce *pgconn.ConnectError
 	var ne net.Error
-	if errors.Is(err, errDBClosed) || errors.Is(err, puddle.ErrClosedPool) || errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+	if errors.Is(err, errDBClosed) || errors.Is(err, puddle.ErrClosedPool) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ETIMEDOUT) ||
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 		return false, false, true

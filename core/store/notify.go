@@ -56,7 +56,30 @@ type Listener struct {
 // ends; then it returns nil. After every LISTEN it catches up the
 // subscribed scopes (see Listener.Subscribed). On SQLite there is nothing
 // to listen to (one process owns the files): it returns an error.
-func (s *Store) Listen(ctx context.Context, l Listener) error { return s.b.listen(ctx, l) }
+//
+// Tenants placed on databases of their own (TenantAt) are heard on a
+// connection to each of those databases, opened next to the main one.
+func (s *Store) Listen(ctx context.Context, l Listener) error {
+	main, ok := s.b.(*postgres)
+	if !ok {
+		return s.b.listen(ctx, l)
+	}
+	s.mu.Lock()
+	lg := &listening{ctx: ctx, l: l}
+	s.listening = lg
+	for _, p := range s.placed {
+		s.listenOn(p, lg)
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.listening == lg {
+			s.listening = nil
+		}
+		s.mu.Unlock()
+	}()
+	return main.listen(ctx, s.only(main, l))
+}
 
 func (p *postgres) listen(ctx context.Context, l Listener) error {
 	if l.Subscribed != nil && l.CatchUp == nil {

@@ -29,6 +29,13 @@ type Store struct {
 	stopBG     context.CancelFunc
 	bgWG       sync.WaitGroup
 	compacting map[string]bool // tenants whose compaction runs in this process
+
+	// placed are the databases tenants were placed on (by URL), homes
+	// where each tenant placed or not lives, listening the running
+	// Listen (placement.go); under mu.
+	placed    map[string]*postgres
+	homes     map[string]backend
+	listening *listening
 }
 
 // newStore returns a Store on platform with its background context.
@@ -166,6 +173,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.bgWG.Wait()
 	errs := append(s.b.close(), s.platform.Close())
+	errs = append(errs, s.closePlaced()...)
 	if pg, ok := s.b.(*postgres); ok {
 		pg.pool.Close()
 		if pg.replicas != nil {

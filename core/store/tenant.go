@@ -61,19 +61,32 @@ type tableInfo struct {
 // a destructive change fails with a *DestructiveError and leaves the tables
 // as they were. It is safe to call from several processes at once.
 func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *schema.Ownership) (*Tenant, error) {
+	return s.TenantAt(ctx, id, sch, own, "")
+}
+
+// TenantAt is Tenant for a tenant whose data lives on the PostgreSQL
+// database at dsn ("" for the main database): its tables, changelog, scope
+// heads and notifications are there, its registration in the platform
+// tables on the main database. A database that does not answer is a
+// syncdata.ErrUnavailable.
+func (s *Store) TenantAt(ctx context.Context, id string, sch *schema.Schema, own *schema.Ownership, dsn string) (*Tenant, error) {
 	layout, err := LayoutOf(sch, own)
 	if err != nil {
 		return nil, err
 	}
-	db, err := s.b.tenantDB(id)
+	b, err := s.backendFor(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", id, err)
+	}
+	db, err := b.tenantDB(id)
 	if err != nil {
 		return nil, err
 	}
-	w, err := s.b.tenantWriter(id)
+	w, err := b.tenantWriter(id)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tenant{id: id, db: db, w: w, d: s.b, prefix: s.b.tenantPrefix(id), tables: map[string]*tableInfo{}, own: own, st: s}
+	t := &Tenant{id: id, db: db, w: w, d: b, prefix: b.tenantPrefix(id), tables: map[string]*tableInfo{}, own: own, st: s}
 	for _, tb := range layout.Tables {
 		t.tables[tb.Model] = t.newTableInfo(sch.Model(tb.Model), tb)
 	}
@@ -95,6 +108,7 @@ func (s *Store) Tenant(ctx context.Context, id string, sch *schema.Schema, own *
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: register: %w", id, classify(err))
 	}
+	s.home(id, b)
 	return t, nil
 }
 

@@ -105,6 +105,21 @@ func openFolder(fsys fs.FS, dir string, getenv func(string) string, secret []byt
 // manifestPath is the manifest's path as errors name it.
 func (f *Folder) manifestPath() string { return f.Manifest.File() }
 
+// DatabaseURL is the URL of the tenant's own database (manifest
+// database: env:NAME), "" when it lives on the main database.
+func (f *Folder) DatabaseURL() (string, error) {
+	name, ok := strings.CutPrefix(f.Manifest.Database, "env:")
+	if !ok {
+		return "", nil
+	}
+	u := f.getenv(name)
+	if u == "" {
+		l, c, _ := f.Manifest.Pos("database")
+		return "", &FileError{File: f.manifestPath(), Line: l, Column: c, Msg: fmt.Sprintf("database: environment variable %s is not set", name)}
+	}
+	return u, nil
+}
+
 // Schema reads the schema the manifest names (a file, or a folder read
 // recursively), resolves the root model and the exclude list from the
 // manifest and the schema's prisma-idb generator block, builds the

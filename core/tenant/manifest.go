@@ -86,6 +86,13 @@ type Manifest struct {
 	// _history table, for audit. Pull never reads the history, and
 	// syncplane never deletes from it.
 	Changelog string `yaml:"changelog"`
+	// Database, when set, places the tenant's data (its tables, changelog,
+	// scope heads, ledger and notifications) on a PostgreSQL database of
+	// its own: "env:NAME" names the environment variable holding its
+	// postgres:// URL (a URL in a tenant folder would spread credentials).
+	// The platform tables stay on the main database, which must be
+	// PostgreSQL. Default: the main database.
+	Database string `yaml:"database"`
 
 	file string     // the manifest's path, as given to ParseManifest
 	root *yaml.Node // the document's top mapping, for positions
@@ -211,6 +218,9 @@ func (l *Limits) applyDefaults() {
 	}
 }
 
+// envName is an environment variable's name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
 
 var (
@@ -303,6 +313,11 @@ func ParseManifest(file string, src []byte) (*Manifest, error) {
 	}
 	if m.Schema == "" {
 		bad(`missing "schema" (a .prisma file or a folder of them)`)
+	}
+	if m.Database != "" {
+		if name, ok := strings.CutPrefix(m.Database, "env:"); !ok || !envName.MatchString(name) {
+			bad(`database must be "env:NAME", the environment variable holding the tenant's postgres:// URL`, "database")
+		}
 	}
 	sources := 0
 	for _, s := range []string{m.Auth.HS256SecretEnv, m.Auth.HS256SecretFile, m.Auth.PublicKeyFile, m.Auth.JWKSFile} {

@@ -25,6 +25,9 @@ func Reload(ctx context.Context, reg *Registry, root string, opt Options) []erro
 		}
 		reg.Put(t)
 	}
+	for id, u := range fresh.unavailable {
+		reg.setUnavailable(id, u.dir, u.err)
+	}
 	for _, id := range reg.IDs() {
 		t := reg.Get(id)
 		if fresh.Get(id) != nil || t == nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/store"
+	"github.com/syncplane/syncplane/core/syncdata"
 )
 
 // ManifestFile is the name of a tenant's manifest inside its folder.
@@ -128,7 +129,11 @@ func LoadFolder(ctx context.Context, f *Folder, opt Options) (*Tenant, error) {
 	if t.Policy, err = f.Policy(); err != nil {
 		return nil, err
 	}
-	if t.Store, err = opt.Store.Tenant(ctx, m.ID, t.Schema, t.Own); err != nil {
+	dsn, err := f.DatabaseURL()
+	if err != nil {
+		return nil, err
+	}
+	if t.Store, err = opt.Store.TenantAt(ctx, m.ID, t.Schema, t.Own, dsn); err != nil {
 		return nil, err
 	}
 	retention := time.Duration(m.IdempotencyRetention)
@@ -340,6 +345,9 @@ func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error)
 		}
 		t, err := LoadFolder(ctx, f, opt)
 		if err != nil {
+			if errors.Is(err, syncdata.ErrUnavailable) {
+				reg.setUnavailable(f.Manifest.ID, d, err)
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -471,10 +479,65 @@ func claimedID(dir string) string {
 type Registry struct {
 	mu      sync.RWMutex
 	tenants map[string]*Tenant
+	// unavailable are the tenants that could not load because their
+	// database did not answer (syncdata.ErrUnavailable), by id: their
+	// requests are answered 503 until RetryUnavailable loads them.
+	unavailable map[string]unavailable
+}
+
+// unavailable is a tenant waiting for its database.
+type unavailable struct {
+	dir string
+	err error
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{tenants: map[string]*Tenant{}} }
+func NewRegistry() *Registry {
+	return &Registry{tenants: map[string]*Tenant{}, unavailable: map[string]unavailable{}}
+}
+
+func (r *Registry) setUnavailable(id, dir string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tenants[id] == nil {
+		r.unavailable[id] = unavailable{dir, err}
+	}
+}
+
+// Unavailable returns why tenant id, which is not running, could not load
+// because its database did not answer; nil otherwise.
+func (r *Registry) Unavailable(id string) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.unavailable[id].err
+}
+
+// RetryUnavailable loads again the tenants whose database did not answer,
+// and returns the errors of those that still fail.
+func (r *Registry) RetryUnavailable(ctx context.Context, opt Options) []error {
+	r.mu.RLock()
+	waiting := maps.Clone(r.unavailable)
+	r.mu.RUnlock()
+	var errs []error
+	for id, u := range waiting {
+		t, err := Load(ctx, u.dir, opt)
+		switch {
+		case err == nil && t.Manifest.ID == id:
+			r.Put(t)
+		case err == nil: // the folder now claims another id: a reload's business
+			_ = t.Close()
+		case errors.Is(err, syncdata.ErrUnavailable):
+			r.setUnavailable(id, u.dir, err)
+			errs = append(errs, err)
+		default:
+			r.mu.Lock()
+			delete(r.unavailable, id)
+			r.mu.Unlock()
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
 
 // Get returns the tenant with id, or nil.
 func (r *Registry) Get(id string) *Tenant {
@@ -489,6 +552,7 @@ func (r *Registry) Put(t *Tenant) {
 	defer r.mu.Unlock()
 	retire(r.tenants[t.Manifest.ID], t)
 	r.tenants[t.Manifest.ID] = t
+	delete(r.unavailable, t.Manifest.ID)
 }
 
 // Remove drops a tenant.
@@ -497,6 +561,7 @@ func (r *Registry) Remove(id string) {
 	defer r.mu.Unlock()
 	retire(r.tenants[id], nil)
 	delete(r.tenants, id)
+	delete(r.unavailable, id)
 }
 
 // IDs lists the running tenants, sorted.
