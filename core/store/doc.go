@@ -65,6 +65,15 @@
 // on it, and Store.Distribution reports which tenants are placed that way
 // (citus.go, docs/citus.md).
 //
+// Pull pages may be read from PostgreSQL streaming replicas
+// (Store.AddReplicas, replica.go): a replica answers a page only once it
+// has replayed the heads the page's scopes have on the primary when the
+// pull begins. A tenant may live on a PostgreSQL database of its own
+// (Store.TenantAt, placement.go), with its own pool and listening
+// connection; the platform tables stay on the main database (see
+// docs/architecture.md, "Pulls from read replicas" and "Tenants on their
+// own databases").
+//
 // Errors that say the database cannot serve now are syncdata.ErrUnavailable (503),
 // told apart by type and code, never by text (errors.go); syncdata.ErrTransient
 // among them (a connection that broke, a serialization conflict) is worth
