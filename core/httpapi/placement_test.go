@@ -35,6 +35,7 @@ func TestTenantPlacement(t *testing.T) {
 	writeTenant(t, dir, "acme", "")
 	writeTenant(t, dir, "beta", "database: env:BETA_DB\n")
 	writeTenant(t, dir, "svc", "database: env:DOWN_DB\n")
+	writeTenant(t, dir, "limited", "database: env:UNSET_DB\n")
 	var envMu sync.Mutex
 	downURL := "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=2"
 	getenv := func(k string) string {
@@ -45,8 +46,11 @@ func TestTenantPlacement(t *testing.T) {
 	start := func() (string, *store.Store, *tenant.Registry) {
 		st := db.OpenAt(t, mainURL, t.TempDir())
 		reg, errs := tenant.LoadDir(context.Background(), dir, tenant.Options{Store: st, Log: quietLog(), Getenv: getenv})
-		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "svc") {
-			t.Fatalf("load errors %v, want svc's alone", errs)
+		// limited's variable is not set: a configuration error (404 for
+		// its requests); svc's database does not answer (503).
+		if len(errs) != 2 || !strings.Contains(errs[0].Error(), "limited/tenant.yaml:7:11: database: environment variable UNSET_DB is not set") ||
+			!strings.Contains(errs[1].Error(), "svc") {
+			t.Fatalf("load errors %v, want limited's and svc's", errs)
 		}
 		t.Cleanup(func() { reg.Close() })
 		srv := httptest.NewServer(httpapi.New(reg, quietLog()))
@@ -122,6 +126,10 @@ func TestTenantPlacement(t *testing.T) {
 	code, body, hdr := post(t, one+"/v1/tenants/svc/pull", token(t, "svc", "pl"), map[string]any{})
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Errorf("svc: status %d (Retry-After %q): %s, want 503", code, hdr.Get("Retry-After"), body)
+	}
+
+	if code, body, _ := post(t, one+"/v1/tenants/limited/pull", token(t, "limited", "pl"), map[string]any{}); code != http.StatusNotFound {
+		t.Errorf("limited: status %d: %s, want 404", code, body)
 	}
 
 	// Its database answers now: the retry loads it, and it serves.

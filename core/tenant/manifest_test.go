@@ -182,6 +182,14 @@ func TestParseManifestErrors(t *testing.T) {
 			src:  good + "changelog: full\n",
 			want: file + `:6:12: changelog "full" is neither "compacted" nor "history"`,
 		},
+		"database-url-in-manifest": {
+			src:  good + "database: postgres://u:p@db/x\n",
+			want: file + `:6:11: database must be "env:NAME", the environment variable holding the tenant's postgres:// URL`,
+		},
+		"database-bad-env-name": {
+			src:  good + "database: env:9-x\n",
+			want: file + `:6:11: database must be "env:NAME", the environment variable holding the tenant's postgres:// URL`,
+		},
 		"allowed-origins-star-not-alone": {
 			src:  good + "allowedOrigins: [\"*\", \"https://app.example.com\"]\n",
 			want: file + `:6:18: allowedOrigins: "*" allows every origin; list it alone`,
