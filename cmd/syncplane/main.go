@@ -481,7 +481,19 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		log.Info("connection cap", "maxConns", n)
 	}
 	srv.RegisterOnShutdown(api.StopStreams) // event streams and long polls never go idle by themselves
-	admin := &http.Server{Handler: adminHandler(api.Metrics()), ReadHeaderTimeout: 10 * time.Second}
+	var reloadOpt *tenant.Options
+	if cfg.TenantsDir != "" {
+		reloadOpt = &opt
+	}
+	adminH, err := withAdminAPI(adminHandler(api.Metrics()), getenv, reg, st, reloadOpt, log)
+	if err != nil {
+		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		return err
+	}
+	admin := &http.Server{Handler: adminH, ReadHeaderTimeout: 10 * time.Second}
 	defer admin.Close() // a running profile is cut off once the API has drained
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()

@@ -136,3 +136,17 @@ func Valid(s string) bool {
 	}
 	return true
 }
+
+// Time is the time a changelog id was allocated at, to the millisecond
+// (its UUIDv7 timestamp); false when s is not an id.
+func Time(s string) (time.Time, bool) {
+	u, err := parse(s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var ms int64
+	for i := 0; i < 6; i++ {
+		ms = ms<<8 | int64(u[i])
+	}
+	return time.UnixMilli(ms).UTC(), true
+}

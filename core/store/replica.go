@@ -192,9 +192,9 @@ func (s *Store) ReplicaCollectors() []prometheus.Collector {
 
 // ReplicaStatus is one replica as the routing sees it.
 type ReplicaStatus struct {
-	Name string // URL without password
-	Up   bool   // serves pull pages
-	Why  string // why not, when !Up
+	Name string `json:"name"`          // URL without password
+	Up   bool   `json:"up"`            // serves pull pages
+	Why  string `json:"why,omitempty"` // why not, when !Up
 }
 
 // Replicas reports the read replicas' state.

@@ -599,3 +599,24 @@ func retire(old, next *Tenant) {
 	}
 	time.AfterFunc(retireGrace, func() { _ = old.validator.Close() })
 }
+
+// ValidatorInfo asks the tenant's validator plugin for its name and
+// version; ok is false when the tenant has no validator.
+func (t *Tenant) ValidatorInfo(ctx context.Context) (name, version string, ok bool, err error) {
+	if t.validator == nil {
+		return "", "", false, nil
+	}
+	name, version, _, err = t.validator.Info(ctx)
+	return name, version, true, err
+}
+
+// Unavailables lists the tenants waiting for their database, with why.
+func (r *Registry) Unavailables() map[string]error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]error, len(r.unavailable))
+	for id, u := range r.unavailable {
+		out[id] = u.err
+	}
+	return out
+}
