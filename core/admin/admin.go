@@ -53,6 +53,7 @@ func New(opt Options) (http.Handler, error) {
 	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/policy/explain", a.explain)
 	mux.HandleFunc("GET /admin/v1/tenants/{tenant}/scopes/{scope}", a.scopeStats)
 	mux.HandleFunc("GET /admin/v1/tenants/{tenant}/scopes/{scope}/export", a.export)
+	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/scopes/{scope}/erase", a.erase)
 	mux.HandleFunc("GET /admin/v1/replicas", a.replicas)
 	return a.guard(mux), nil
 }
@@ -67,7 +68,7 @@ func (a *api) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.opt.Token)) != 1 {
-			a.opt.Log.Warn("admin call refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+			a.opt.Log.Warn("admin call refused", "remote", r.RemoteAddr, "method", r.Method, "path", logPath(r.URL.Path))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="syncplane-admin"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong admin token")
 			return
@@ -75,9 +76,21 @@ func (a *api) guard(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		a.opt.Log.Info("admin call", "who", a.who, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+		a.opt.Log.Info("admin call", "who", a.who, "remote", r.RemoteAddr, "method", r.Method, "path", logPath(r.URL.Path),
 			"status", sw.status, "duration", time.Since(start))
 	})
+}
+
+// logPath is path as the log shows it: a scope (a user's id, as a rule)
+// only by the start of its SHA-256.
+func logPath(path string) string {
+	parts := strings.Split(path, "/")
+	// "", "admin", "v1", "tenants", "{t}", "scopes", "{scope}", …
+	if len(parts) > 6 && parts[5] == "scopes" {
+		sum := sha256.Sum256([]byte(parts[6]))
+		parts[6] = "sha256:" + hex.EncodeToString(sum[:6])
+	}
+	return strings.Join(parts, "/")
 }
 
 type statusWriter struct {
@@ -303,6 +316,25 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 	}
 	_ = bw.Flush()
+}
+
+// erase deletes a scope's records (tenant.Tenant.EraseScope) and logs an
+// audit line that names the scope by its SHA-256 only.
+func (a *api) erase(w http.ResponseWriter, r *http.Request) {
+	t := a.tenant(w, r)
+	if t == nil {
+		return
+	}
+	scope := r.PathValue("scope")
+	rep, err := t.EraseScope(r.Context(), scope)
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	sum := sha256.Sum256([]byte(scope))
+	a.opt.Log.Info("scope erased", "who", a.who, "tenant", t.Manifest.ID, "scope_sha256", hex.EncodeToString(sum[:]),
+		"records", rep.Records, "deletes", rep.Deletes, "other_scopes", rep.OtherScopes, "ledger_rows", rep.LedgerRows, "history_rows", rep.HistoryRows)
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (a *api) replicas(w http.ResponseWriter, r *http.Request) {

@@ -146,8 +146,51 @@ func TestAdminAPI(t *testing.T) {
 			t.Errorf("replicas: %d %s", code, body)
 		}
 
+		// Erase: a device that followed the scope gets the deletes, a new
+		// one only tombstones; export and statistics show nothing live.
+		follower := e.pull(t, "acme", "ad", map[string]any{"limit": 100})
+		if len(follower.LogsWithRecords) != 4 || follower.Cursor == nil {
+			t.Fatalf("before the erasure: %+v", follower)
+		}
+		code, body, _ = adminCall(t, srv.URL, "POST", "/admin/v1/tenants/acme/scopes/ad/erase", adminTok, nil)
+		var rep struct {
+			Records, Deletes, OtherScopes int
+			LedgerRows, HistoryRows     int64
+		}
+		must(t, json.Unmarshal(body, &rep))
+		if code != http.StatusOK || rep.Records != 3 || rep.Deletes != 3 || rep.LedgerRows != 5 {
+			t.Fatalf("erase: %d %s", code, body)
+		}
+		after := e.pull(t, "acme", "ad", map[string]any{"limit": 100, "lastChangelogId": *follower.Cursor})
+		deleted := map[string]bool{}
+		for _, l := range after.LogsWithRecords {
+			if l.Operation != "delete" || string(l.Record) != "null" {
+				t.Errorf("after the erasure the follower got %+v", l)
+			}
+			deleted[l.Model+string(l.KeyPath)] = true
+		}
+		if len(deleted) != 3 || !deleted[`User["ad"]`] || !deleted[`Board["ad-b"]`] || !deleted[`Todo["ad-t1"]`] {
+			t.Errorf("the follower's deletes: %v", deleted)
+		}
+		for _, l := range e.pullAll(t, "acme", "ad") {
+			if l.Operation != "delete" || string(l.Record) != "null" {
+				t.Errorf("a new device got %+v after the erasure", l)
+			}
+		}
+		if code, body, _ := adminCall(t, srv.URL, "GET", "/admin/v1/tenants/acme/scopes/ad/export", adminTok, nil); code != http.StatusOK || len(body) != 0 {
+			t.Errorf("export after the erasure: %d %q", code, body)
+		}
+		code, body, _ = adminCall(t, srv.URL, "GET", "/admin/v1/tenants/acme/scopes/ad", adminTok, nil)
+		must(t, json.Unmarshal(body, &st))
+		if code != http.StatusOK || st.Live != 0 || st.Tombstones != 4 {
+			t.Errorf("scope stats after the erasure: %d %s", code, body)
+		}
+
 		l := logs.String()
-		if !strings.Contains(l, `"msg":"admin call refused"`) || !strings.Contains(l, `"path":"/admin/v1/tenants/acme/scopes/ad/export"`) ||
+		if !strings.Contains(l, `"msg":"scope erased"`) || strings.Contains(l, "/scopes/ad") {
+			t.Errorf("the erasure's audit line is missing or names the scope:\n%s", l)
+		}
+		if !strings.Contains(l, `"msg":"admin call refused"`) || !strings.Contains(l, `"path":"/admin/v1/tenants/acme/scopes/sha256:`) ||
 			!strings.Contains(l, `"who":"token:`) {
 			t.Errorf("admin log:\n%s", l)
 		}

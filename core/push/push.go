@@ -77,6 +77,14 @@ type Notifier interface {
 	Notify(heads map[string]string)
 }
 
+// Notify tells the service's Notifier (if any) of a commit made outside
+// a push, such as an erasure (store.Tenant.EraseScope).
+func (s *Service) Notify(heads map[string]string) {
+	if s.notifier != nil && len(heads) > 0 {
+		s.notifier.Notify(heads)
+	}
+}
+
 // WithNotifier makes the service tell n about every commit; it returns s.
 // Call it before the service is used.
 func (s *Service) WithNotifier(n Notifier) *Service {

@@ -620,3 +620,13 @@ func (r *Registry) Unavailables() map[string]error {
 	}
 	return out
 }
+
+// EraseScope erases scope's records (store.Tenant.EraseScope) and pokes
+// the readers of the scopes it wrote deletes to.
+func (t *Tenant) EraseScope(ctx context.Context, scope string) (store.EraseReport, error) {
+	rep, err := t.Store.EraseScope(ctx, scope)
+	if err == nil {
+		t.Push.Notify(rep.NewHeads())
+	}
+	return rep, err
+}
