@@ -155,7 +155,7 @@ func TestAdminAPI(t *testing.T) {
 		code, body, _ = adminCall(t, srv.URL, "POST", "/admin/v1/tenants/acme/scopes/ad/erase", adminTok, nil)
 		var rep struct {
 			Records, Deletes, OtherScopes int
-			LedgerRows, HistoryRows     int64
+			LedgerRows, HistoryRows       int64
 		}
 		must(t, json.Unmarshal(body, &rep))
 		if code != http.StatusOK || rep.Records != 3 || rep.Deletes != 3 || rep.LedgerRows != 5 {
