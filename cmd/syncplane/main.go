@@ -1,13 +1,33 @@
-// Command syncplane is the syncplane server and its tools.
+// Command syncplane is the syncplane server and its tools. Every command
+// has its own flags and --help (-h); "syncplane --help" lists the commands.
 //
 //	syncplane serve    [--addr :8080] [--admin-addr ADDR] [--tenants DIR] [--data ./data] [--config FILE]
 //	                   [--read-timeout D] [--write-timeout D] [--idle-timeout D] [--max-conns N] ... (README, "Configuration")
 //	syncplane migrate  [--tenants DIR] [--data ./data] [--config FILE]
-//	syncplane token    --tenant ID --sub SUBJECT [--claim KEY=VALUE]... [--tenants DIR] [--data ./data] [--ttl 24h]
+//	syncplane compact  --tenant ID [--tenants DIR] [--data ./data] [--config FILE]
+//	syncplane token    --tenant ID --sub SUBJECT [--claim KEY=VALUE]... [--ttl 24h] [--tenants DIR] [--data ./data] [--config FILE]
+//	syncplane tenant   list [--tenants DIR] [--config FILE]
+//	syncplane tenant   check DIR
+//	syncplane tenant   init --from PRISMA_SCHEMA [--id ID] [--root-model MODEL] DIR
 //	syncplane policy   check [--tenants DIR]
 //	syncplane policy   explain --tenant T --sub S --scope K --model M --act A [--role R] [--tenants DIR]
 //	syncplane plugin   hash FILE
 //	syncplane plugin   verify --tenant T [--tenants DIR]
+//	syncplane version
+//	syncplane completion bash|zsh|fish|powershell
+//
+// The command line is parsed by cobra (spf13/cobra): long flags take two
+// dashes. The single-dash long forms of the flag package the CLI used
+// before ("-tenant acme", "-sub=u1") are still accepted: a word "-name" or
+// "-name=value" whose name is a long flag of some command is read as
+// "--name" (singleDashLongFlags).
+//
+// The tenant commands touch no database: list and check read tenant
+// folders as the server loads them (manifest, schema, policy, key material,
+// validator file and checksum, and for list the one-folder-per-id and
+// shared-key rules), stopping short of creating or migrating tables; init
+// writes a new folder. A tenant that list shows "ok" can still be refused
+// by serve or migrate for its database alone.
 //
 // The database is PostgreSQL when SYNCPLANE_DATABASE_URL (or databaseURL in
 // the config file) is a postgres:// URL, and the embedded SQLite store under
@@ -19,7 +39,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +53,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
 	"github.com/syncplane/syncplane/core/auth"
@@ -52,18 +72,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-const usage = `usage: syncplane <command> [flags]
-
-commands:
-  serve     run the sync server
-  migrate   apply platform and tenant table migrations, then exit
-  compact   compact one tenant's changelog now (--tenant T) and report what it removed
-  token     print a development token signed with a tenant's HS256 key
-  policy    check tenants' policy files, or explain a decision
-  plugin    hash a validator plugin executable, or verify a tenant's plugin
-
-Run "syncplane <command> -h" for the flags of a command.`
 
 // Config is the server configuration. Each field can be set in the YAML
 // config file (--config), overridden by its environment variable, which is
@@ -96,90 +104,24 @@ type Config struct {
 	MaxConns          int           `yaml:"maxConns"`          // open connections per process; SYNCPLANE_MAX_CONNS, --max-conns; default 0: ¾ of the open-file limit, at most 10000; -1: no cap
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
-		return errors.New("no command")
-	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "serve", "migrate", "compact", "token":
-	case "policy":
-		return policyCmd(ctx, args, getenv, stdout, stderr)
-	case "plugin":
-		return pluginCmd(ctx, args, getenv, stdout, stderr)
-	default:
-		fmt.Fprintln(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
-	}
-	fs := flag.NewFlagSet("syncplane "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		configFile = fs.String("config", "", "YAML config file")
-		addr       = fs.String("addr", "", "listen address (default :8080, env SYNCPLANE_ADDR)")
-		adminAddr  = fs.String("admin-addr", "", "admin listen address for pprof and /metrics, e.g. 127.0.0.1:6060 (env SYNCPLANE_ADMIN_ADDR; default off)")
-		tenants    = fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the demo tenant)")
-		dataDir    = fs.String("data", "", "data directory (env SYNCPLANE_DATA_DIR; default ./data)")
-		limits     = limitFlags(fs)
-		tenantID   = fs.String("tenant", "", "token, compact: tenant id")
-		subject    = fs.String("sub", "", "token: subject (the sub claim)")
-		ttl        = fs.Duration("ttl", 24*time.Hour, "token: lifetime")
-		claims     = map[string]any{}
-	)
-	fs.Func("claim", "token: a further string claim KEY=VALUE, e.g. email=ada@example.com (repeatable)", func(s string) error {
-		k, v, ok := strings.Cut(s, "=")
-		switch {
-		case !ok || k == "":
-			return fmt.Errorf("%q is not KEY=VALUE", s)
-		case k == "sub" || k == "iss" || k == "aud" || k == "exp" || k == "iat":
-			return fmt.Errorf("claim %q is set by syncplane token itself (--sub, --ttl, the tenant's issuer and audience)", k)
-		case claims[k] != nil:
-			return fmt.Errorf("claim %q is given twice", k)
-		}
-		claims[k] = v
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*configFile, getenv)
+// migrate applies the platform migrations and loads (migrating) every
+// tenant, then prints the migrated tenants and, on Citus, whether each
+// tenant's schema is distributed (docs/citus.md).
+func migrate(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
+	st, reg, err := open(ctx, cfg, getenv, log, nil)
 	if err != nil {
 		return err
 	}
-	override(&cfg.Addr, *addr)
-	override(&cfg.AdminAddr, *adminAddr)
-	override(&cfg.TenantsDir, *tenants)
-	override(&cfg.DataDir, *dataDir)
-	limits.apply(&cfg)
-	if err := checkLimits(&cfg); err != nil {
-		return err
+	defer st.Close()
+	fmt.Fprintf(stdout, "migrated tenants: %v\n", reg.IDs())
+	dist, err := st.Distribution(ctx, reg.IDs())
+	if err != nil {
+		log.Warn("citus: could not tell which tenant schemas are distributed", "err", err.Error())
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-
-	switch cmd {
-	case "serve":
-		return serve(ctx, cfg, getenv, log)
-	case "migrate":
-		st, reg, err := open(ctx, cfg, getenv, log, nil)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		fmt.Fprintf(stdout, "migrated tenants: %v\n", reg.IDs())
-		// On Citus: whether each tenant's schema is distributed (docs/citus.md).
-		dist, err := st.Distribution(ctx, reg.IDs())
-		if err != nil {
-			log.Warn("citus: could not tell which tenant schemas are distributed", "err", err.Error())
-		}
-		for _, line := range dist.Lines() {
-			fmt.Fprintln(stdout, line)
-		}
-		return nil
-	case "compact":
-		return compact(ctx, cfg, getenv, log, *tenantID, stdout)
-	default: // "token"
-		return token(cfg, getenv, *tenantID, auth.SignClaims{Subject: *subject, TTL: *ttl, Extra: claims}, stdout)
+	for _, line := range dist.Lines() {
+		fmt.Fprintln(stdout, line)
 	}
+	return nil
 }
 
 func override(dst *string, v string) {
@@ -253,13 +195,13 @@ func intSetter(dst *int) func(string) error {
 // serverFlags are the flags of Config's server limits; a flag overrides
 // the file and the environment only when it is given.
 type serverFlags struct {
-	fs            *flag.FlagSet
+	fs            *pflag.FlagSet
 	publicMetrics *bool
 	durations     map[string]*time.Duration
 	ints          map[string]*int
 }
 
-func limitFlags(fs *flag.FlagSet) *serverFlags {
+func limitFlags(fs *pflag.FlagSet) *serverFlags {
 	f := &serverFlags{fs: fs, durations: map[string]*time.Duration{}, ints: map[string]*int{}}
 	f.publicMetrics = fs.Bool("public-metrics", false, "serve /metrics on the API address too (env SYNCPLANE_PUBLIC_METRICS; default: only on --admin-addr)")
 	for _, d := range []struct {
@@ -280,7 +222,7 @@ func limitFlags(fs *flag.FlagSet) *serverFlags {
 
 // apply copies the flags given on the command line into cfg.
 func (f *serverFlags) apply(cfg *Config) {
-	f.fs.Visit(func(fl *flag.Flag) {
+	f.fs.Visit(func(fl *pflag.Flag) {
 		switch fl.Name {
 		case "public-metrics":
 			cfg.PublicMetrics = *f.publicMetrics

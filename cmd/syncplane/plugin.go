@@ -5,43 +5,52 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/syncplane/syncplane/core/pluginhost"
 	"github.com/syncplane/syncplane/core/tenant"
 )
 
-// pluginCmd runs `syncplane plugin hash FILE` and `syncplane plugin verify`.
-func pluginCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("plugin: want a subcommand: hash FILE | verify --tenant T [--tenants DIR]")
+// pluginCmd is "syncplane plugin hash FILE" and "syncplane plugin verify".
+func (c *cli) pluginCmd() *cobra.Command {
+	cmd := groupCmd("plugin", "Hash a validator plugin executable, or verify a tenant's plugin")
+	hash := &cobra.Command{
+		Use:   "hash FILE",
+		Short: "Print the sha256 of a plugin executable, as a manifest's validator.sha256 takes it",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return errors.New("plugin hash: want exactly one FILE")
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			sum, err := fileSHA256(args[0])
+			if err != nil {
+				return fmt.Errorf("plugin hash: %w", err)
+			}
+			fmt.Fprintln(c.stdout, sum)
+			return nil
+		},
 	}
-	switch args[0] {
-	case "verify":
-		fs := flag.NewFlagSet("syncplane plugin verify", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		id := fs.String("tenant", "", "tenant id")
-		dir := fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return pluginVerify(ctx, tenantsDir(*dir, getenv), *id, getenv, stdout)
-	case "hash":
-		if len(args) != 2 {
-			return errors.New("plugin hash: want exactly one FILE")
-		}
-		sum, err := fileSHA256(args[1])
-		if err != nil {
-			return fmt.Errorf("plugin hash: %w", err)
-		}
-		fmt.Fprintln(stdout, sum)
-		return nil
+	var id, dir string
+	verify := &cobra.Command{
+		Use:   "verify --tenant T",
+		Short: "Check a tenant's validator plugin as the server runs it: file, sha256, handshake",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return pluginVerify(cmd.Context(), tenantsDir(dir, c.getenv), id, c.getenv, c.stdout)
+		},
 	}
-	return fmt.Errorf("plugin: unknown subcommand %q (want hash or verify)", args[0])
+	verify.Flags().SortFlags = false
+	verify.Flags().StringVar(&id, "tenant", "", "tenant id")
+	verify.Flags().StringVar(&dir, "tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR)")
+	cmd.AddCommand(hash, verify)
+	return cmd
 }
 
 // fileSHA256 is the lowercase hex sha256 of a file, the form a manifest's

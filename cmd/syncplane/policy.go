@@ -1,67 +1,65 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/syncplane/syncplane/core/policy"
 	"github.com/syncplane/syncplane/core/tenant"
 	"github.com/syncplane/syncplane/policies"
 )
 
-const policyUsage = `usage: syncplane policy <command> [flags]
-
-commands:
-  check     validate every tenant's policy file (exit status 1 on any error)
-            syncplane policy check [--tenants DIR]
-  explain   print the decision on one request and the policy lines that made it
-            syncplane policy explain --tenant T --sub S --scope K --model M --act A [--role ROLE] [--tenants DIR]
-
---tenants defaults to $SYNCPLANE_TENANTS_DIR; without either, the built-in
-default policy (that of the demo tenant) is used.`
-
-// policyCmd runs "syncplane policy check|explain". Both work offline: they
+// policyCmd is "syncplane policy check|explain". Both work offline: they
 // read tenant manifests and policy files and touch no database.
-func policyCmd(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, policyUsage)
-		return errors.New("policy: no command")
+func (c *cli) policyCmd() *cobra.Command {
+	cmd := groupCmd("policy", "Check tenants' policy files, or explain a decision")
+	cmd.Long = `Check tenants' policy files, or explain a decision. Both work offline: they
+read tenant manifests and policy files and touch no database. --tenants
+defaults to $SYNCPLANE_TENANTS_DIR; without either, the built-in default policy
+(that of the demo tenant) is used.`
+	var tenants string
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate every tenant's policy file (exit status 1 on any error)",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return policyCheck(tenantsDir(tenants, c.getenv), c.getenv, c.stdout, c.stderr)
+		},
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("syncplane policy "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	tenants := fs.String("tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the built-in default policy)")
-	switch sub {
-	case "check":
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return fmt.Errorf("policy check: unexpected arguments %q", fs.Args())
-		}
-		return policyCheck(tenantsDir(*tenants, getenv), getenv, stdout, stderr)
-	case "explain":
-		var q explainQuery
-		fs.StringVar(&q.tenant, "tenant", "", "tenant id")
-		fs.StringVar(&q.sub, "sub", "", "subject (the token's sub claim)")
-		fs.StringVar(&q.scope, "scope", "", "scope key")
-		fs.StringVar(&q.model, "model", "", "model name")
-		fs.StringVar(&q.act, "act", "", "action: create, update, delete or pull")
-		fs.StringVar(&q.role, "role", "", "role the token grants the subject in the scope (auth.rolesClaim)")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return fmt.Errorf("policy explain: unexpected arguments %q", fs.Args())
-		}
-		return policyExplain(tenantsDir(*tenants, getenv), getenv, q, stdout)
-	default:
-		fmt.Fprintln(stderr, policyUsage)
-		return fmt.Errorf("policy: unknown command %q", sub)
+	check.Flags().StringVar(&tenants, "tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the built-in default policy)")
+	var q explainQuery
+	explain := &cobra.Command{
+		Use:     "explain --tenant T --sub S --scope K --model M --act A",
+		Short:   "Print the decision on one request and the policy lines that made it",
+		Example: "  syncplane policy explain --tenant demo --sub u1 --scope u1 --model Todo --act create",
+		Args:    noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return policyExplain(tenantsDir(tenants, c.getenv), c.getenv, q, c.stdout)
+		},
 	}
+	fs := explain.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&q.tenant, "tenant", "", "tenant id")
+	fs.StringVar(&q.sub, "sub", "", "subject (the token's sub claim)")
+	fs.StringVar(&q.scope, "scope", "", "scope key")
+	fs.StringVar(&q.model, "model", "", "model name")
+	fs.StringVar(&q.act, "act", "", "action: create, update, delete or pull")
+	fs.StringVar(&q.role, "role", "", "role the token grants the subject in the scope (auth.rolesClaim)")
+	fs.StringVar(&tenants, "tenants", "", "tenants directory (env SYNCPLANE_TENANTS_DIR; default: the demo tenant)")
+	cmd.AddCommand(check, explain)
+	return cmd
+}
+
+// noArgs refuses positional arguments: "<command>: unexpected arguments".
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", strings.TrimPrefix(cmd.CommandPath(), "syncplane "), args)
+	}
+	return nil
 }
 
 func tenantsDir(flagValue string, getenv func(string) string) string {
