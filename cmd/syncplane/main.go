@@ -344,6 +344,11 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	tp, stopTracing, err := setupTracing(ctx, getenv, log) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // last: the spans of the drained requests go out
 	hub := live.NewHub()
 	st, reg, err := open(ctx, cfg, getenv, log, hub)
 	if err != nil {
@@ -410,7 +415,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	}
 	api := httpapi.New(reg, log, httpapi.WithReady(st.Ready), httpapi.WithDBStats(st.DBStats), httpapi.WithLive(hub, 0),
 		httpapi.WithWriteTimeout(cfg.WriteTimeout), httpapi.WithPublicMetrics(cfg.PublicMetrics),
-		httpapi.WithCollectors(st.ReplicaCollectors()...))
+		httpapi.WithCollectors(st.ReplicaCollectors()...), httpapi.WithTracerProvider(tp))
 	// The API sets each response's write deadline itself (event streams
 	// and long polls last longer than WriteTimeout); the server's own
 	// WriteTimeout, the same, covers what never reaches it.

@@ -20,6 +20,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncplane/syncplane/core/auth"
 	"github.com/syncplane/syncplane/core/live"
@@ -27,6 +31,7 @@ import (
 	"github.com/syncplane/syncplane/core/push"
 	"github.com/syncplane/syncplane/core/syncdata"
 	"github.com/syncplane/syncplane/core/tenant"
+	"github.com/syncplane/syncplane/core/tracing"
 )
 
 // Tenants finds a running tenant by id.
@@ -47,6 +52,8 @@ type Server struct {
 
 	live      *live.Hub     // nil: no event streams
 	heartbeat time.Duration // between comments on an idle event stream
+
+	tracer trace.Tracer // WithTracerProvider; nil: no tracing
 
 	writeTimeout  time.Duration // of an ordinary response; 0: none
 	publicMetrics bool          // GET /metrics on this router (default true)
@@ -93,6 +100,23 @@ func WithPublicMetrics(on bool) Option {
 	return func(s *Server) { s.publicMetrics = on }
 }
 
+// WithTracerProvider traces the requests with tp (OpenTelemetry): a
+// server span per request, named by its route, continuing the trace of an
+// incoming W3C traceparent header; the stages below it (decoding, policy,
+// the validator call, the transaction, the pull page) are its children
+// (see package tracing), and the request log line gets trace_id and
+// span_id. Probes and scrapes (/healthz, /readyz, /metrics) are not
+// traced. Without it, or with a nil tp, nothing is traced and nothing
+// of it costs.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Server) {
+		s.tracer = nil
+		if tp != nil {
+			s.tracer = tp.Tracer(tracing.Name)
+		}
+	}
+}
+
 // readyTimeout bounds one readiness check.
 const readyTimeout = 2 * time.Second
 
@@ -114,7 +138,11 @@ func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
 	}
 	s.metrics = newMetrics(s.dbStats, func(id string) bool { return tenants.Get(id) != nil })
 	s.metrics.reg.MustRegister(s.extra...)
-	s.engine.Use(s.writeDeadline, s.requestID, s.logRequest, s.observe, s.recover)
+	chain := []gin.HandlerFunc{s.writeDeadline, s.requestID}
+	if s.tracer != nil {
+		chain = append(chain, s.trace) // before logRequest: its line names the span
+	}
+	s.engine.Use(append(chain, s.logRequest, s.observe, s.recover)...)
 	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	s.engine.GET("/readyz", s.readyz)
 	if s.publicMetrics {
@@ -220,6 +248,41 @@ func (s *Server) requestID(c *gin.Context) {
 	c.Next()
 }
 
+// trace runs the request in a server span named "METHOD route" (the
+// method alone for a path without a route), a child of the request's W3C
+// traceparent when it has one, with the route, tenant, request id and
+// status as attributes; a 5xx marks it failed.
+func (s *Server) trace(c *gin.Context) {
+	route := c.FullPath()
+	switch route {
+	case "/healthz", "/readyz", "/metrics":
+		c.Next()
+		return
+	}
+	name := c.Request.Method
+	if route != "" {
+		name += " " + route
+	}
+	ctx := propagation.TraceContext{}.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
+	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("http.request.method", c.Request.Method),
+		attribute.String("http.route", route),
+		attribute.String("url.path", c.Request.URL.Path),
+		attribute.String("syncplane.request_id", c.GetString(requestIDKey)),
+	))
+	defer span.End()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+	status := c.Writer.Status()
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if t := c.Param("tenant"); t != "" {
+		span.SetAttributes(attribute.String("syncplane.tenant", t))
+	}
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+}
+
 // recover turns a panic into a 500 without internals; the server stays up.
 func (s *Server) recover(c *gin.Context) {
 	defer func() {
@@ -235,6 +298,7 @@ func (s *Server) recover(c *gin.Context) {
 
 // logRequest logs every request once it is answered; probes and scrapes
 // (/healthz, /readyz, /metrics), which come every few seconds, at Debug.
+// A traced request's line names its span (trace_id, span_id).
 func (s *Server) logRequest(c *gin.Context) {
 	start := time.Now()
 	c.Next()
@@ -244,7 +308,14 @@ func (s *Server) logRequest(c *gin.Context) {
 	case "/healthz", "/readyz", "/metrics":
 		level = slog.LevelDebug
 	}
-	s.log.Log(c.Request.Context(), level, "request", "request_id", c.GetString(requestIDKey), "tenant", c.Param("tenant"),
+	ctx := c.Request.Context()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		s.log.Log(ctx, level, "request", "request_id", c.GetString(requestIDKey), "tenant", c.Param("tenant"),
+			"method", c.Request.Method, "route", route, "status", c.Writer.Status(), "duration", time.Since(start),
+			"trace_id", sc.TraceID().String(), "span_id", sc.SpanID().String())
+		return
+	}
+	s.log.Log(ctx, level, "request", "request_id", c.GetString(requestIDKey), "tenant", c.Param("tenant"),
 		"method", c.Request.Method, "route", route, "status", c.Writer.Status(), "duration", time.Since(start))
 }
 
@@ -356,7 +427,11 @@ func (s *Server) push(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	_, span := tracing.Start(c.Request.Context(), "push.decode")
 	events, err := push.DecodeBody(b, t.Manifest.Limits.MaxBatch)
+	tracing.Int(span, "syncplane.body_bytes", len(b))
+	tracing.Int(span, "syncplane.events", len(events))
+	tracing.End(span, err)
 	if tooLarge := (*push.BatchTooLargeError)(nil); errors.As(err, &tooLarge) {
 		err = errorf(http.StatusRequestEntityTooLarge, tooLarge.Error())
 	}

@@ -10,10 +10,15 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/tracing"
 	"github.com/syncplane/syncplane/sdk/proto/validatorv1"
 )
 
@@ -159,10 +164,33 @@ func New(cfg Config, reader Reader, log *slog.Logger) *Host {
 
 // Validate asks the plugin for one verdict per event, in order. It starts
 // the plugin if needed. An error wraps ErrUnavailable.
-func (h *Host) Validate(ctx context.Context, subject string, events []syncdata.ValidationEvent) ([]syncdata.Verdict, error) {
+//
+// When ctx carries a span (see package tracing), the call is a client
+// span (validateSpan) and the plugin gets the trace context as W3C
+// traceparent (and tracestate) in the call's gRPC metadata.
+func (h *Host) Validate(ctx context.Context, subject string, events []syncdata.ValidationEvent) (_ []syncdata.Verdict, err error) {
 	if len(events) == 0 {
 		return []syncdata.Verdict{}, nil
 	}
+	ctx, span := tracing.StartClient(ctx, validateSpan)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", "syncplane.validator.v1.Validator"),
+			attribute.String("rpc.method", "Validate"), attribute.String("syncplane.tenant", h.cfg.Tenant), attribute.Int("syncplane.events", len(events)))
+	}
+	if span.SpanContext().IsValid() {
+		ctx = injectTrace(ctx)
+	}
+	var outcome string
+	defer func() {
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("syncplane.validator.outcome", outcome))
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(otelcodes.Error, err.Error())
+			}
+		}
+		span.End()
+	}()
 	start := time.Now()
 	req := &validatorv1.ValidateRequest{
 		Tenant:  h.cfg.Tenant,
@@ -182,7 +210,7 @@ func (h *Host) Validate(ctx context.Context, subject string, events []syncdata.V
 	scopes := batchScopes(events)
 
 	var verdicts []syncdata.Verdict
-	outcome, err := h.call(ctx, func(ctx context.Context, inst *instance) error {
+	outcome, err = h.call(ctx, func(ctx context.Context, inst *instance) error {
 		if id := h.serveReader(inst); id != 0 {
 			callID, end := h.calls.open(ctx, scopes)
 			defer end()
@@ -209,6 +237,22 @@ func (h *Host) Validate(ctx context.Context, subject string, events []syncdata.V
 		return nil, err
 	}
 	return verdicts, nil
+}
+
+// validateSpan names the span of a Validate call (rpc.service/rpc.method,
+// as OpenTelemetry's gRPC conventions name a client span).
+const validateSpan = "syncplane.validator.v1.Validator/Validate"
+
+// injectTrace adds the W3C trace context of ctx's span to the outgoing
+// gRPC metadata of ctx.
+func injectTrace(ctx context.Context) context.Context {
+	var carrier propagation.MapCarrier = make(map[string]string, 2)
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	kv := make([]string, 0, 2*len(carrier))
+	for k, v := range carrier {
+		kv = append(kv, k, v)
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
 // Info asks the plugin to describe itself. A plugin without Info answers

@@ -15,6 +15,7 @@ import (
 	"github.com/syncplane/syncplane/core/jsonscan"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/tracing"
 )
 
 // Store reads one tenant's changelog and records.
@@ -363,7 +364,23 @@ func waitStop(ctx context.Context) <-chan struct{} {
 	return done // nil: never
 }
 
-// page reads one page of scopes after cur: at most limit entries, and no
+// page is readPage in the span pull.page (with tracing; see package
+// tracing): the scopes read, the limit and the entries the page took.
+func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (resp *Response, err error) {
+	ctx, span := tracing.Start(ctx, "pull.page")
+	resp, err = s.readPage(ctx, who, req, cur, scopes, limit)
+	if span.IsRecording() {
+		tracing.Int(span, "syncplane.scopes", len(scopes))
+		tracing.Int(span, "syncplane.limit", limit)
+		if resp != nil {
+			tracing.Int(span, "syncplane.entries", resp.Len())
+		}
+	}
+	tracing.End(span, err)
+	return resp, err
+}
+
+// readPage reads one page of scopes after cur: at most limit entries, and no
 // more than the page budget of response bytes (but at least one entry).
 //
 // The entries arrive one at a time (Store.ReadPageJSON), each record as
@@ -375,7 +392,7 @@ func waitStop(ctx context.Context) <-chan struct{} {
 // reading stops at the first entry that would pass the budget: the server
 // keeps no more than the budget, and the cursor stands at the last entry
 // the page took (or passed over).
-func (s *Service) page(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (*Response, error) {
+func (s *Service) readPage(ctx context.Context, who *reader, req Request, cur cursor, scopes []string, limit int) (*Response, error) {
 	after := make(map[string]string, len(scopes))
 	for _, sc := range scopes {
 		after[sc] = cur.after(sc)

@@ -9,6 +9,7 @@ import (
 	"github.com/syncplane/syncplane/core/changelog"
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
+	"github.com/syncplane/syncplane/core/tracing"
 )
 
 // change is one accepted event's effect.
@@ -45,6 +46,15 @@ type decider struct {
 func (s *Service) decider(who *caller, reads Reads) *decider {
 	return &decider{s: s, who: who, reads: reads, set: scope.NewSet(s.sch, s.own, reads),
 		began: map[string][]string{}, placed: map[string]string{}}
+}
+
+// decideAllTraced is decideAll in the span push.policy: scope, parent
+// and policy checks of the events live.
+func (d *decider) decideAllTraced(ctx context.Context, items []*item, live []int) (_ []change, _ verdicts, err error) {
+	ctx, span := tracing.Start(ctx, "push.policy")
+	defer func() { tracing.End(span, err) }()
+	tracing.Int(span, "syncplane.events", len(live))
+	return d.decideAll(ctx, items, live)
 }
 
 // decideAll decides the events live (indexes into items) and returns the

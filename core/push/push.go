@@ -12,6 +12,7 @@ import (
 	"github.com/syncplane/syncplane/core/schema"
 	"github.com/syncplane/syncplane/core/scope"
 	"github.com/syncplane/syncplane/core/syncdata"
+	"github.com/syncplane/syncplane/core/tracing"
 )
 
 // Error types of a PushResult.
@@ -146,11 +147,24 @@ type verdicts map[int]verdict
 // no results are returned, and events already committed one by one (if
 // any) are reported as applied with their original changelog ids when
 // sent again.
+//
+// With tracing (see package tracing), each stage is a span below the
+// span in ctx: push.check, push.validate (push.policy and the validator's
+// call), push.transaction per run of apply (push.policy, push.write,
+// push.commit), and push.apply_each around the fallback.
 func (s *Service) Push(ctx context.Context, subject string, roles map[string]string, events []Event) ([]Result, error) {
 	who := &caller{id: subject, roles: roles, decisions: map[[3]string]bool{}}
+	_, span := tracing.Start(ctx, "push.check")
 	items, todo, out := s.checkAll(events)
+	tracing.Int(span, "syncplane.events", len(events))
+	tracing.Int(span, "syncplane.events.passed", len(todo))
+	span.End()
 	if len(todo) > 0 && s.validator != nil {
-		allowed, vs, err := s.validate(ctx, who, items, todo)
+		vctx, span := tracing.Start(ctx, "push.validate")
+		allowed, vs, err := s.validate(vctx, who, items, todo)
+		tracing.Int(span, "syncplane.events", len(todo))
+		tracing.Int(span, "syncplane.events.allowed", len(allowed))
+		tracing.End(span, err)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +175,11 @@ func (s *Service) Push(ctx context.Context, subject string, roles map[string]str
 		vs, err := s.applyRetrying(ctx, who, items, todo)
 		if err != nil && !fatal(ctx, err) {
 			s.log.Debug("batch transaction failed; applying events one by one", "events", len(todo), "err", err)
-			vs, err = s.applyEach(ctx, who, items, todo)
+			ectx, span := tracing.Start(ctx, "push.apply_each")
+			tracing.Int(span, "syncplane.events", len(todo))
+			// One span for the lot: none per event.
+			vs, err = s.applyEach(tracing.Without(ectx), who, items, todo)
+			tracing.End(span, err)
 		}
 		if err != nil {
 			return nil, err
@@ -273,6 +291,9 @@ func (s *Service) check(it *item) *EventError {
 // returns their verdicts. An error means the transaction failed and
 // nothing was written.
 func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []int) (_ verdicts, err error) {
+	ctx, span := tracing.Start(ctx, "push.transaction")
+	tracing.Int(span, "syncplane.events", len(todo))
+	defer func() { tracing.End(span, err) }()
 	tx, err := s.store.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -294,19 +315,23 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 		return nil, err
 	}
 	out, live := replayed(items, todo, done)
-	changes, decided, err := d.decideAll(ctx, items, live)
+	changes, decided, err := d.decideAllTraced(ctx, items, live)
 	if err != nil {
 		return nil, err
 	}
 	merge(out, decided)
+	tracing.Int(span, "syncplane.events.replayed", len(todo)-len(live))
+	tracing.Int(span, "syncplane.changes", len(changes))
 	if len(changes) == 0 {
-		return out, tx.Commit()
+		return out, commit(ctx, tx)
 	}
-	ids, heads, err := s.write(ctx, tx, who.id, items, changes)
+	wctx, wspan := tracing.Start(ctx, "push.write")
+	ids, heads, err := s.write(wctx, tx, who.id, items, changes)
+	tracing.End(wspan, err)
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(); err != nil {
+	if err := commit(ctx, tx); err != nil {
 		return nil, err
 	}
 	if s.notifier != nil {
@@ -316,6 +341,14 @@ func (s *Service) apply(ctx context.Context, who *caller, items []*item, todo []
 		out[c.idx] = applied(ids[j])
 	}
 	return out, nil
+}
+
+// commit commits tx, in the span push.commit.
+func commit(ctx context.Context, tx Tx) error {
+	_, span := tracing.Start(ctx, "push.commit")
+	err := tx.Commit()
+	tracing.End(span, err)
+	return err
 }
 
 // applyRetrying is apply, run once more when its transaction lost its

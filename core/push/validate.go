@@ -23,7 +23,7 @@ func (s *Service) validate(ctx context.Context, who *caller, items []*item, todo
 		return nil, nil, err
 	}
 	allowed := slices.Sorted(maps.Keys(done)) // apply answers them; the validator saw them before
-	changes, out, err := s.decider(who, reads).decideAll(ctx, items, live)
+	changes, out, err := s.decider(who, reads).decideAllTraced(ctx, items, live)
 	if err != nil {
 		return nil, nil, err
 	}

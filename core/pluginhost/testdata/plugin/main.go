@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/syncplane/syncplane/sdk/pluginwire"
@@ -143,6 +144,9 @@ func (s *server) Validate(ctx context.Context, req *validatorv1.ValidateRequest)
 			s.hoard = append(s.hoard, b)
 		case "Env":
 			v.Message = strings.Join(os.Environ(), "\n")
+		case "Trace": // the W3C trace context the host sent in the call's metadata
+			md, _ := metadata.FromIncomingContext(ctx)
+			v.Message = strings.Join(md.Get("traceparent"), ",")
 		case "Pid":
 			v.Message = strconv.Itoa(os.Getpid())
 		case "Slow":
