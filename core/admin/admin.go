@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/syncplane/syncplane/core/httpapi"
 	"github.com/syncplane/syncplane/core/policy"
 	"github.com/syncplane/syncplane/core/store"
 	"github.com/syncplane/syncplane/core/syncdata"
@@ -55,6 +56,7 @@ func New(opt Options) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/tenants/{tenant}/scopes/{scope}/export", a.export)
 	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/scopes/{scope}/erase", a.erase)
 	mux.HandleFunc("GET /admin/v1/replicas", a.replicas)
+	mux.HandleFunc("GET /admin/v1/openapi.json", httpapi.ServeOpenAPI)
 	return a.guard(mux), nil
 }
 

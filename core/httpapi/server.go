@@ -145,6 +145,7 @@ func New(tenants Tenants, log *slog.Logger, opts ...Option) *Server {
 	s.engine.Use(append(chain, s.logRequest, s.observe, s.recover)...)
 	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	s.engine.GET("/readyz", s.readyz)
+	s.engine.GET("/openapi.json", s.openAPI)
 	if s.publicMetrics {
 		s.engine.GET("/metrics", gin.WrapH(s.metrics.handler))
 	}
