@@ -52,6 +52,7 @@ func New(opt Options) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/tenants", a.tenants)
 	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/reload", a.reload)
 	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/policy/explain", a.explain)
+	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/compact", a.compact)
 	mux.HandleFunc("GET /admin/v1/tenants/{tenant}/scopes/{scope}", a.scopeStats)
 	mux.HandleFunc("GET /admin/v1/tenants/{tenant}/scopes/{scope}/export", a.export)
 	mux.HandleFunc("POST /admin/v1/tenants/{tenant}/scopes/{scope}/erase", a.erase)
@@ -134,10 +135,16 @@ func storeError(w http.ResponseWriter, err error) {
 
 // TenantStatus is one tenant as GET /admin/v1/tenants lists it.
 type TenantStatus struct {
-	ID     string `json:"id"`
-	Status string `json:"status"` // loaded, or unavailable (its database did not answer)
+	ID string `json:"id"`
+	// Status is loaded, refused (its folder failed to load: the error) or
+	// unavailable (its database did not answer at load). A loaded tenant
+	// whose folder failed its last reload keeps serving and has the Error.
+	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
-	Dir    string `json:"dir,omitempty"`
+	// Database is where its data lives and that database's connections
+	// in this process.
+	Database *store.DatabaseStats `json:"database,omitempty"`
+	Dir      string               `json:"dir,omitempty"`
 	// SchemaDigest identifies the storage layout its schema makes.
 	SchemaDigest string    `json:"schemaDigest,omitempty"`
 	Models       []string  `json:"models,omitempty"`
@@ -152,13 +159,18 @@ type PlugInfo struct {
 }
 
 func (a *api) tenants(w http.ResponseWriter, r *http.Request) {
-	var out []TenantStatus
+	out := []TenantStatus{}
+	refused := a.opt.Tenants.Refused()
 	for _, id := range a.opt.Tenants.IDs() {
 		t := a.opt.Tenants.Get(id)
 		if t == nil {
 			continue
 		}
-		st := TenantStatus{ID: id, Status: "loaded", Dir: t.Dir}
+		db := t.Store.Database()
+		st := TenantStatus{ID: id, Status: "loaded", Dir: t.Dir, Database: &db}
+		if err := refused[id]; err != nil {
+			st.Error = "last reload refused: " + err.Error()
+		}
 		if l, err := store.LayoutOf(t.Schema, t.Own); err == nil {
 			st.SchemaDigest = l.Hash()
 			for _, tb := range l.Tables {
@@ -175,8 +187,14 @@ func (a *api) tenants(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		out = append(out, st)
 	}
-	for id, err := range a.opt.Tenants.Unavailables() {
+	unavailable := a.opt.Tenants.Unavailables()
+	for id, err := range unavailable {
 		out = append(out, TenantStatus{ID: id, Status: "unavailable", Error: err.Error()})
+	}
+	for id, err := range refused {
+		if a.opt.Tenants.Get(id) == nil && unavailable[id] == nil {
+			out = append(out, TenantStatus{ID: id, Status: "refused", Error: err.Error()})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	writeJSON(w, http.StatusOK, map[string]any{"tenants": out})
@@ -197,6 +215,32 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+// CompactReport is what POST .../compact removed.
+type CompactReport struct {
+	Before     int64   `json:"entriesBefore"`
+	Superseded int64   `json:"supersededRemoved"`
+	Tombstones int64   `json:"tombstonesRemoved"`
+	After      int64   `json:"entriesAfter"`
+	Deletes    int64   `json:"tombstonesKept"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// compact compacts the tenant's changelog now (store.Tenant.Compact, as
+// `syncplane compact` does), in short batches beside the pushes.
+func (a *api) compact(w http.ResponseWriter, r *http.Request) {
+	t := a.tenant(w, r)
+	if t == nil {
+		return
+	}
+	rep, err := t.Store.Compact(r.Context(), store.CompactOptions{})
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CompactReport{Before: rep.Before, Superseded: rep.Superseded, Tombstones: rep.Tombstones,
+		After: rep.After, Deletes: rep.Deletes, Seconds: rep.Took.Seconds()})
 }
 
 // explainRequest asks whether subject may act on model in scope.

@@ -3,15 +3,19 @@ package httpapi_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/syncplane/syncplane/core/admin"
 	"github.com/syncplane/syncplane/core/storetest"
+	"github.com/syncplane/syncplane/core/tenant"
 	"github.com/syncplane/syncplane/core/testkit"
 )
 
@@ -70,8 +74,18 @@ func TestAdminAPI(t *testing.T) {
 			Tenants []admin.TenantStatus `json:"tenants"`
 		}
 		must(t, json.Unmarshal(body, &list))
-		if code != http.StatusOK || len(list.Tenants) != 4 || list.Tenants[0].ID != "acme" || list.Tenants[0].Status != "loaded" || list.Tenants[0].SchemaDigest == "" {
+		if code != http.StatusOK || len(list.Tenants) != 4 || list.Tenants[0].ID != "acme" || list.Tenants[0].Status != "loaded" || list.Tenants[0].SchemaDigest == "" ||
+			list.Tenants[0].Database == nil || list.Tenants[0].Database.Database != "main" {
 			t.Fatalf("tenants: %d %s", code, body)
+		}
+		// A folder that fails to load is listed as refused, with its error.
+		writeTenant(t, e.dir, "svc", "")
+		must(t, os.WriteFile(filepath.Join(e.dir, "svc", "tenant.yaml"), []byte("id: svc\nschema: nowhere\nauth:\n  hs256SecretFile: secret\n"), 0o644))
+		tenant.Reload(context.Background(), e.reg, e.dir, tenant.Options{Store: e.st, Log: quietLog()})
+		_, body, _ = adminCall(t, srv.URL, "GET", "/admin/v1/tenants", adminTok, nil)
+		must(t, json.Unmarshal(body, &list))
+		if n := len(list.Tenants); n != 5 || list.Tenants[n-1].ID != "svc" || list.Tenants[n-1].Status != "refused" || !strings.Contains(list.Tenants[n-1].Error, "nowhere") {
+			t.Errorf("tenants with a refused folder: %s", body)
 		}
 
 		ok(t, e.push(t, "acme", "ad", ev("", "User", "create", user("ad")), ev("", "Board", "create", board("ad-b", "ad", "b")),
@@ -144,6 +158,13 @@ func TestAdminAPI(t *testing.T) {
 		code, body, _ = adminCall(t, srv.URL, "GET", "/admin/v1/replicas", adminTok, nil)
 		if code != http.StatusOK || !strings.Contains(string(body), `"replicas":[]`) {
 			t.Errorf("replicas: %d %s", code, body)
+		}
+
+		code, body, _ = adminCall(t, srv.URL, "POST", "/admin/v1/tenants/acme/compact", adminTok, nil)
+		var cr admin.CompactReport
+		must(t, json.Unmarshal(body, &cr))
+		if code != http.StatusOK || cr.After != cr.Before-cr.Superseded-cr.Tombstones || cr.After < 4 {
+			t.Errorf("compact: %d %s", code, body)
 		}
 
 		// Erase: a device that followed the scope gets the deletes, a new

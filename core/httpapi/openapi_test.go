@@ -624,6 +624,9 @@ func TestOpenAPIConformance(t *testing.T) {
 			{"POST", "/admin/v1/tenants/beta/reload", nil, false, 422},
 			{"POST", "/admin/v1/tenants/nope/reload", nil, false, 404},
 			{"POST", "/admin/v1/tenants/nope/scopes/oa/erase", nil, false, 404},
+			{"POST", "/admin/v1/tenants/acme/compact", nil, false, 200},
+			{"POST", "/admin/v1/tenants/nope/compact", nil, false, 404},
+			{"GET", "/admin/v1/tenants", nil, false, 200}, // beta's refused reload listed
 		} {
 			if code, body, _ := adm(tc.method, tc.path, tc.body, tc.violates); code != tc.want {
 				t.Errorf("admin %s %s: %d %s, want %d", tc.method, tc.path, code, body, tc.want)

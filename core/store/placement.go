@@ -127,3 +127,24 @@ func (s *Store) closePlaced() []error {
 	s.placed = nil
 	return errs
 }
+
+// DatabaseStats says where a tenant's data lives and that database's
+// connections in this process (shared with every tenant on it).
+type DatabaseStats struct {
+	Database string `json:"database"` // "main", or the tenant's own database's URL without password
+	Open     int    `json:"openConnections"`
+	InUse    int    `json:"inUseConnections"`
+}
+
+// Database reports the tenant's database and its connections.
+func (t *Tenant) Database() DatabaseStats {
+	if p, ok := t.d.(*postgres); ok {
+		st := DatabaseStats{Database: "main", Open: int(p.pool.Stat().TotalConns()), InUse: int(p.pool.Stat().AcquiredConns())}
+		if main, _ := t.st.b.(*postgres); p != main {
+			st.Database = redact(p.dsn)
+		}
+		return st
+	}
+	s := t.db.Stats() // the tenant's SQLite file: its readers
+	return DatabaseStats{Database: "main", Open: s.OpenConnections, InUse: s.InUse}
+}

@@ -28,6 +28,9 @@ func Reload(ctx context.Context, reg *Registry, root string, opt Options) []erro
 	for id, u := range fresh.unavailable {
 		reg.setUnavailable(id, u.dir, u.err)
 	}
+	reg.mu.Lock()
+	reg.refused = fresh.Refused() // this load's refusals replace the last one's
+	reg.mu.Unlock()
 	for _, id := range reg.IDs() {
 		t := reg.Get(id)
 		if fresh.Get(id) != nil || t == nil {

@@ -340,6 +340,9 @@ func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error)
 			err = keyErrs[f]
 		}
 		if err != nil {
+			if ids[i] != "" {
+				reg.setRefused(ids[i], err)
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -347,6 +350,8 @@ func LoadDir(ctx context.Context, root string, opt Options) (*Registry, []error)
 		if err != nil {
 			if errors.Is(err, syncdata.ErrUnavailable) {
 				reg.setUnavailable(f.Manifest.ID, d, err)
+			} else {
+				reg.setRefused(f.Manifest.ID, err)
 			}
 			errs = append(errs, err)
 			continue
@@ -483,6 +488,9 @@ type Registry struct {
 	// database did not answer (syncdata.ErrUnavailable), by id: their
 	// requests are answered 503 until RetryUnavailable loads them.
 	unavailable map[string]unavailable
+	// refused are the last load errors of folders that claim an id
+	// (invalid files): a running tenant keeps its last good version.
+	refused map[string]error
 }
 
 // unavailable is a tenant waiting for its database.
@@ -493,7 +501,7 @@ type unavailable struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{tenants: map[string]*Tenant{}, unavailable: map[string]unavailable{}}
+	return &Registry{tenants: map[string]*Tenant{}, unavailable: map[string]unavailable{}, refused: map[string]error{}}
 }
 
 func (r *Registry) setUnavailable(id, dir string, err error) {
@@ -502,6 +510,26 @@ func (r *Registry) setUnavailable(id, dir string, err error) {
 	if r.tenants[id] == nil {
 		r.unavailable[id] = unavailable{dir, err}
 	}
+}
+
+// setRefused records (err nil: clears) the last load error of tenant id.
+func (r *Registry) setRefused(id string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		delete(r.refused, id)
+	} else {
+		r.refused[id] = err
+	}
+}
+
+// Refused lists the tenants whose folder failed to load at the last load
+// or reload, with the error (a running tenant among them keeps serving its
+// last good version).
+func (r *Registry) Refused() map[string]error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return maps.Clone(r.refused)
 }
 
 // Unavailable returns why tenant id, which is not running, could not load
