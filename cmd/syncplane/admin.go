@@ -42,26 +42,7 @@ func withAdminAPI(h http.Handler, getenv func(string) string, reg *tenant.Regist
 	}
 	var reload func(ctx context.Context, id string) error
 	if opt != nil {
-		reload = func(ctx context.Context, id string) error {
-			if t := reg.Get(id); t != nil {
-				fresh, err := tenant.Load(ctx, t.Dir, *opt)
-				if err != nil {
-					return err
-				}
-				if fresh.Manifest.ID != id {
-					_ = fresh.Close()
-					return fmt.Errorf("the folder of tenant %q now claims id %q: reload the tenants directory (SIGHUP)", id, fresh.Manifest.ID)
-				}
-				reg.Put(fresh)
-				return nil
-			}
-			for _, err := range reg.RetryUnavailable(ctx, *opt) {
-				if reg.Get(id) == nil {
-					return err
-				}
-			}
-			return nil
-		}
+		reload = func(ctx context.Context, id string) error { return reg.ReloadTenant(ctx, id, *opt) }
 	}
 	api, err := admin.New(admin.Options{Tenants: reg, Store: st, Token: tok, Reload: reload, Log: log.With("component", "admin")})
 	if err != nil {

@@ -18,12 +18,11 @@ type EraseReport struct {
 	Records int `json:"records"` // records deleted
 	// Deletes are the delete entries written, in the scope and in the
 	// other scopes where those records were too.
-	Deletes     int      `json:"deletes"`
-	OtherScopes int      `json:"otherScopes"` // scopes besides the erased one that got deletes
-	LedgerRows  int64    `json:"ledgerRows"`  // idempotency rows of the subject named like the scope
-	HistoryRows int64    `json:"historyRows"` // full-history rows of the scope
-	Heads       []string `json:"-"`           // the scopes whose heads moved, for pokes
-	heads       map[string]string
+	Deletes     int               `json:"deletes"`
+	OtherScopes int               `json:"otherScopes"` // scopes besides the erased one that got deletes
+	LedgerRows  int64             `json:"ledgerRows"`  // idempotency rows of the subject named like the scope
+	HistoryRows int64             `json:"historyRows"` // full-history rows of the scope
+	heads       map[string]string // the new heads of the scopes written (NewHeads)
 }
 
 // NewHeads are the scopes' new heads, for pokes on SQLite.
@@ -137,10 +136,6 @@ func (t *Tenant) eraseOnce(ctx context.Context, scope string) (rep EraseReport, 
 		return rep, false, err
 	}
 	rep = EraseReport{Records: len(live), Deletes: len(entries), OtherScopes: len(others), heads: moved}
-	for sc := range moved {
-		rep.Heads = append(rep.Heads, sc)
-	}
-	slices.Sort(rep.Heads)
 	res, err := t.w.db.ExecContext(ctx, "DELETE FROM "+t.prefix+`"_applied_events" WHERE subject = ?`, scope)
 	if err != nil {
 		return rep, false, fmt.Errorf("tenant %s: erase ledger rows: %w", t.id, classify(err))

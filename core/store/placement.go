@@ -139,7 +139,8 @@ type DatabaseStats struct {
 // Database reports the tenant's database and its connections.
 func (t *Tenant) Database() DatabaseStats {
 	if p, ok := t.d.(*postgres); ok {
-		st := DatabaseStats{Database: "main", Open: int(p.pool.Stat().TotalConns()), InUse: int(p.pool.Stat().AcquiredConns())}
+		ps := p.pool.Stat()
+		st := DatabaseStats{Database: "main", Open: int(ps.TotalConns()), InUse: int(ps.AcquiredConns())}
 		if main, _ := t.st.b.(*postgres); p != main {
 			st.Database = redact(p.dsn)
 		}

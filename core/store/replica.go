@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +66,7 @@ type replicaSet struct {
 	history []lsnAt    // the primary's WAL positions at the last checks, oldest first
 
 	routed  *prometheus.CounterVec
+	routes  map[[2]string]prometheus.Counter // routed's series, resolved once (route)
 	lag     *prometheus.GaugeVec
 	lagB    *prometheus.GaugeVec
 	inRoute *prometheus.GaugeVec
@@ -134,6 +134,11 @@ func (s *Store) AddReplicas(ctx context.Context, urls []string, opt ReplicaOptio
 		waited: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "syncplane_pull_replica_wait_seconds",
 			Help:    "How long pulls waited for a replica to replay their scopes' heads.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25}}),
+	}
+	rs.routes = map[[2]string]prometheus.Counter{}
+	for _, tr := range [][2]string{{"replica", routeCaughtUp}, {"replica", routeWaited},
+		{"primary", routeNoReplica}, {"primary", routeBehind}, {"primary", routeFailed}} {
+		rs.routes[tr] = rs.routed.WithLabelValues(tr[0], tr[1])
 	}
 	for _, u := range urls {
 		cfg, err := pgPoolConfig(u)
@@ -296,6 +301,9 @@ func (rs *replicaSet) join(r *replica) {
 	rs.inRoute.WithLabelValues(r.name).Set(1)
 }
 
+// route counts a page read on target for reason.
+func (rs *replicaSet) route(target, reason string) { rs.routes[[2]string{target, reason}].Inc() }
+
 // pick returns the next replica in the routing, nil if there is none.
 func (rs *replicaSet) pick() *replica {
 	n := uint64(len(rs.list))
@@ -314,7 +322,7 @@ func (rs *replicaSet) pick() *replica {
 func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Tenant, pq *pageQuery, scopes, afters []string, limit int, row func(pageRow) (bool, error)) (done bool, err error) {
 	r := rs.pick()
 	if r == nil {
-		rs.routed.WithLabelValues("primary", routeNoReplica).Inc()
+		rs.route("primary", routeNoReplica)
 		return false, nil
 	}
 	p := &pgArgs{}
@@ -331,7 +339,7 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 		if ctx.Err() == nil && !errors.As(err, &pgErr) {
 			rs.drop(r, "failed: "+err.Error())
 		}
-		rs.routed.WithLabelValues("primary", routeFailed).Inc()
+		rs.route("primary", routeFailed)
 		return false, nil
 	}
 	conn, err := r.pool.Acquire(ctx)
@@ -354,17 +362,24 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 		br.Close()
 		return fail(err)
 	}
-	if caughtUp(have, want) {
-		rows, err := br.Query()
+	// page hands the page's rows to row (closing the batch after them, if
+	// any) and counts the page as read on the replica for reason.
+	page := func(rows pgx.Rows, err error, closing func() error, reason string) (bool, error) {
 		read, err := readPgPage(rows, err, pq, row)
-		if cerr := br.Close(); err == nil {
-			err = cerr
+		if closing != nil {
+			if cerr := closing(); err == nil {
+				err = cerr
+			}
 		}
 		if err != nil && !read {
 			return fail(err)
 		}
-		rs.routed.WithLabelValues("replica", routeCaughtUp).Inc()
+		rs.route("replica", reason)
 		return true, classify(err)
+	}
+	if caughtUp(have, want) {
+		rows, err := br.Query()
+		return page(rows, err, br.Close, routeCaughtUp)
 	}
 	if err := br.Close(); err != nil {
 		return fail(err)
@@ -375,7 +390,7 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 	for {
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			rs.routed.WithLabelValues("primary", routeBehind).Inc()
+			rs.route("primary", routeBehind)
 			return false, nil
 		}
 		select {
@@ -390,12 +405,7 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 		if caughtUp(have, want) {
 			rs.waited.Observe(time.Since(start).Seconds())
 			rows, err := conn.Conn().Query(ctx, pq.sql, prepared, pq.formats(), scopes, afters, int64(limit))
-			read, err := readPgPage(rows, err, pq, row)
-			if err != nil && !read {
-				return fail(err)
-			}
-			rs.routed.WithLabelValues("replica", routeWaited).Inc()
-			return true, classify(err)
+			return page(rows, err, nil, routeWaited)
 		}
 	}
 }
@@ -403,7 +413,7 @@ func (rs *replicaSet) pageRows(ctx context.Context, primary *pgxpool.Pool, t *Te
 // caughtUp reports whether have holds every head of want (or a later one).
 func caughtUp(have, want map[string]string) bool {
 	for scope, id := range want {
-		if strings.Compare(have[scope], id) < 0 {
+		if have[scope] < id {
 			return false
 		}
 	}

@@ -548,14 +548,11 @@ func (r *Registry) RetryUnavailable(ctx context.Context, opt Options) []error {
 	r.mu.RUnlock()
 	var errs []error
 	for id, u := range waiting {
-		t, err := Load(ctx, u.dir, opt)
+		err := r.reload(ctx, id, u.dir, opt)
+		var moved *movedIDError
 		switch {
-		case err == nil && t.Manifest.ID == id:
-			r.Put(t)
-		case err == nil: // the folder now claims another id: a reload's business
-			_ = t.Close()
+		case err == nil, errors.As(err, &moved): // a folder claiming another id is a reload's business
 		case errors.Is(err, syncdata.ErrUnavailable):
-			r.setUnavailable(id, u.dir, err)
 			errs = append(errs, err)
 		default:
 			r.mu.Lock()
@@ -565,6 +562,47 @@ func (r *Registry) RetryUnavailable(ctx context.Context, opt Options) []error {
 		}
 	}
 	return errs
+}
+
+// ReloadTenant loads tenant id (running, or waiting for its database)
+// again from its folder and swaps it in; on an error the running version
+// keeps serving.
+func (r *Registry) ReloadTenant(ctx context.Context, id string, opt Options) error {
+	r.mu.RLock()
+	dir := r.unavailable[id].dir
+	if t := r.tenants[id]; t != nil {
+		dir = t.Dir
+	}
+	r.mu.RUnlock()
+	if dir == "" {
+		return fmt.Errorf("unknown tenant %q", id)
+	}
+	return r.reload(ctx, id, dir, opt)
+}
+
+// reload loads tenant id from dir and puts it in r; a database that does
+// not answer leaves it waiting (setUnavailable), unless it runs.
+func (r *Registry) reload(ctx context.Context, id, dir string, opt Options) error {
+	t, err := Load(ctx, dir, opt)
+	if err != nil {
+		if errors.Is(err, syncdata.ErrUnavailable) {
+			r.setUnavailable(id, dir, err)
+		}
+		return err
+	}
+	if t.Manifest.ID != id {
+		_ = t.Close()
+		return &movedIDError{id: id, now: t.Manifest.ID}
+	}
+	r.Put(t)
+	return nil
+}
+
+// movedIDError: a tenant's folder now claims another id.
+type movedIDError struct{ id, now string }
+
+func (e *movedIDError) Error() string {
+	return fmt.Sprintf("the folder of tenant %q now claims id %q: reload the tenants directory (SIGHUP)", e.id, e.now)
 }
 
 // Get returns the tenant with id, or nil.
