@@ -46,7 +46,7 @@ func withAdminAPI(h http.Handler, getenv func(string) string, reg *tenant.Regist
 	}
 	api, err := admin.New(admin.Options{Tenants: reg, Store: st, Token: tok, Reload: reload, Log: log.With("component", "admin")})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("SYNCPLANE_ADMIN_TOKEN / SYNCPLANE_ADMIN_TOKEN_FILE: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", api)
